@@ -1,0 +1,65 @@
+"""Group-relative advantages (GSPO eq. 6, shared with GRPO).
+
+    Â_i = (r_i - mean_j r_j) / std_j r_j        over the G responses to the same prompt
+
+``scale`` chooses the denominator: ``"group"`` (the paper's), ``"batch"`` (one std over the whole
+batch, as in Dr. GRPO-style variants) or ``"none"`` (mean-centred only).
+
+Choices the paper leaves open, stated here:
+  - std is the *sample* standard deviation (ddof = 1), as in the GRPO reference implementations
+    (DeepSeekMath, TRL, verl); for G = 8 this is a constant factor sqrt(7/8) against ddof = 0.
+  - No ε is added to the std. A group whose rewards are all equal (std 0) gets advantage exactly 0
+    (it carries no signal), selected with ``torch.where`` so it is never NaN.
+  - A NaN reward marks a missing score (a reward function returned ``None``): it is left out of its
+    group's mean and std, and its own advantage is 0.
+
+Rows are laid out group by group: rows [g·G, (g+1)·G) answer the same prompt.
+"""
+
+from __future__ import annotations
+
+import torch
+
+Tensor = torch.Tensor
+
+ADVANTAGE_SCALES = ("group", "batch", "none")
+
+
+def _nan_mean_std(x_GN: Tensor, dim: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Mean, sample std (ddof=1) and count over ``dim``, ignoring NaN entries."""
+    valid = ~torch.isnan(x_GN)
+    count = valid.sum(dim=dim, keepdim=True)
+    x0 = torch.where(valid, x_GN, 0.0)
+    mean = x0.sum(dim=dim, keepdim=True) / count.clamp(min=1)
+    sq = torch.where(valid, (x_GN - mean) ** 2, 0.0).sum(dim=dim, keepdim=True)
+    std = torch.sqrt(sq / (count - 1).clamp(min=1))
+    return mean, std, count
+
+
+def group_advantages(rewards: Tensor, group_size: int, *, scale: str = "group") -> Tensor:
+    """Per-response advantages ``[B]`` from rewards ``[B]`` laid out in groups of ``group_size``.
+
+    Zero for groups whose rewards are all equal (and for missing rewards); never NaN.
+    """
+    if scale not in ADVANTAGE_SCALES:
+        raise ValueError(f"scale: unknown advantage scale {scale!r}; valid: {list(ADVANTAGE_SCALES)}")
+    if not isinstance(group_size, int) or group_size < 1:
+        raise ValueError(f"group_size: must be a positive integer, got {group_size!r}")
+    if rewards.dim() != 1 or rewards.shape[0] % group_size != 0:
+        raise ValueError(f"rewards: must be [B] with B a multiple of group_size={group_size}, got {tuple(rewards.shape)}")
+    rewards_B = rewards.to(torch.float64 if rewards.dtype == torch.float64 else torch.float32)
+    r_GN = rewards_B.view(-1, group_size)
+    mean_G1, std_G1, count_G1 = _nan_mean_std(r_GN, dim=1)
+    centred_GN = r_GN - mean_G1
+    if scale == "group":
+        denom = std_G1
+        ok = (count_G1 > 1) & (std_G1 > 0)
+    elif scale == "batch":
+        _, denom, count = _nan_mean_std(rewards_B, dim=0)
+        ok = (count > 1) & (denom > 0) & (count_G1 > 0)
+    else:
+        denom = torch.ones_like(std_G1)
+        ok = count_G1 > 0
+    # A group with one distinct value has every centred reward 0 anyway; `ok` guards the division.
+    adv_GN = torch.where(ok & ~torch.isnan(r_GN), centred_GN / torch.where(ok, denom, 1.0), 0.0)
+    return adv_GN.reshape(-1)

@@ -1,0 +1,56 @@
+"""Group advantages against hand-computed numbers."""
+
+import math
+
+import pytest
+import torch
+
+from gspo.losses import group_advantages
+
+
+def test_group_scale_by_hand():
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 2.0, 2.0, 2.0, 2.0])
+    adv = group_advantages(rewards, 4)
+    # group 1: mean 0.5, sample std sqrt((4 · 0.25)/3) = sqrt(1/3) -> ±0.5·sqrt(3)
+    a = 0.5 * math.sqrt(3)
+    torch.testing.assert_close(adv, torch.tensor([a, -a, -a, a, 0, 0, 0, 0.0]))
+
+
+def test_constant_group_is_zero_never_nan():
+    adv = group_advantages(torch.tensor([5.0, 5.0, 5.0]), 3)
+    assert torch.equal(adv, torch.zeros(3))
+    adv = group_advantages(torch.tensor([1.0, 2.0]), 1)  # group of one: no signal
+    assert torch.equal(adv, torch.zeros(2))
+
+
+def test_batch_and_none_scales_by_hand():
+    rewards = torch.tensor([1.0, 0.0, 3.0, 3.0])
+    centred = torch.tensor([0.5, -0.5, 0.0, 0.0])
+    torch.testing.assert_close(group_advantages(rewards, 2, scale="none"), centred)
+    batch_std = torch.tensor([1.0, 0.0, 3.0, 3.0]).std()
+    torch.testing.assert_close(group_advantages(rewards, 2, scale="batch"), centred / batch_std)
+
+
+def test_missing_rewards_are_left_out():
+    rewards = torch.tensor([1.0, float("nan"), 0.0, 1.0])
+    adv = group_advantages(rewards, 4)
+    # mean over {1, 0, 1} = 2/3, sample std sqrt((1/9 + 4/9 + 1/9)/2) = sqrt(1/3)
+    s = math.sqrt(1 / 3)
+    torch.testing.assert_close(adv, torch.tensor([(1 / 3) / s, 0.0, (-2 / 3) / s, (1 / 3) / s]))
+    assert torch.isfinite(adv).all()
+
+
+def test_float64_preserved():
+    assert group_advantages(torch.tensor([0.0, 1.0], dtype=torch.float64), 2).dtype == torch.float64
+
+
+@pytest.mark.parametrize("kwargs, field", [(dict(scale="z"), "scale"), (dict(group_size=0), "group_size")])
+def test_bad_arguments_name_the_argument(kwargs, field):
+    args = dict(group_size=2) | kwargs
+    with pytest.raises(ValueError, match=field):
+        group_advantages(torch.zeros(4), args.pop("group_size"), **args)
+
+
+def test_batch_not_multiple_of_group():
+    with pytest.raises(ValueError, match="rewards"):
+        group_advantages(torch.zeros(5), 2)
