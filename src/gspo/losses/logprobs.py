@@ -9,7 +9,7 @@ forward *and recomputes* each chunk's logits in backward, so peak extra memory i
 ``chunk_size × V`` floats whatever the number of tokens. Only the rows given are scored: the caller
 passes hidden states of completion positions only, never the prompt's.
 
-Logits are computed in float32 whatever the hidden-state dtype (bf16 log-softmax loses precision that
+Logits are computed in float32 for float32/bf16/fp16 hidden states (float64 stays float64) (bf16 log-softmax loses precision that
 the GSPO ratio, a mean of log-ratios compared against 1 ± 3e-4, cannot afford).
 
 Also returns the per-token entropy of the tempered distribution (no gradient), a logged statistic.
@@ -22,10 +22,16 @@ import torch
 Tensor = torch.Tensor
 
 
+def _compute_dtype(h: Tensor) -> torch.dtype:
+    """float32 for half/bfloat16/float32 inputs, float64 stays float64 (used by exact tests)."""
+    return torch.float64 if h.dtype == torch.float64 else torch.float32
+
+
 def _chunk_logits(h_NH: Tensor, weight_VH: Tensor, bias_V: Tensor | None, temperature: float) -> Tensor:
-    logits_NV = h_NH.float() @ weight_VH.float().t()
+    dt = _compute_dtype(h_NH)
+    logits_NV = h_NH.to(dt) @ weight_VH.to(dt).t()
     if bias_V is not None:
-        logits_NV = logits_NV + bias_V.float()
+        logits_NV = logits_NV + bias_V.to(dt)
     if temperature != 1.0:
         logits_NV = logits_NV / temperature
     return logits_NV
@@ -34,10 +40,10 @@ def _chunk_logits(h_NH: Tensor, weight_VH: Tensor, bias_V: Tensor | None, temper
 class _ChunkedTokenLogProb(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h_NH, weight_VH, bias_V, targets_N, temperature, chunk_size, with_entropy):
-        n = h_NH.shape[0]
-        logp_N = torch.empty(n, dtype=torch.float32, device=h_NH.device)
-        lse_N = torch.empty(n, dtype=torch.float32, device=h_NH.device)
-        entropy_N = torch.empty(n if with_entropy else 0, dtype=torch.float32, device=h_NH.device)
+        n, dt = h_NH.shape[0], _compute_dtype(h_NH)
+        logp_N = torch.empty(n, dtype=dt, device=h_NH.device)
+        lse_N = torch.empty(n, dtype=dt, device=h_NH.device)
+        entropy_N = torch.empty(n if with_entropy else 0, dtype=dt, device=h_NH.device)
         for start in range(0, n, chunk_size):
             end = min(start + chunk_size, n)
             logits_CV = _chunk_logits(h_NH[start:end], weight_VH, bias_V, temperature)
@@ -58,9 +64,10 @@ class _ChunkedTokenLogProb(torch.autograd.Function):
         temperature, chunk_size = ctx.temperature, ctx.chunk_size
         need_h, need_w, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
         grad_h = torch.empty_like(h_NH) if need_h else None
-        grad_w = torch.zeros(weight_VH.shape, dtype=torch.float32, device=weight_VH.device) if need_w else None
-        grad_b = torch.zeros(bias_V.shape, dtype=torch.float32, device=bias_V.device) if need_b else None
-        grad_logp_N = grad_logp_N.float()
+        dt = _compute_dtype(h_NH)
+        grad_w = torch.zeros(weight_VH.shape, dtype=dt, device=weight_VH.device) if need_w else None
+        grad_b = torch.zeros(bias_V.shape, dtype=dt, device=bias_V.device) if need_b else None
+        grad_logp_N = grad_logp_N.to(dt)
         for start in range(0, h_NH.shape[0], chunk_size):
             end = min(start + chunk_size, h_NH.shape[0])
             h_CH = h_NH[start:end]
@@ -71,9 +78,9 @@ class _ChunkedTokenLogProb(torch.autograd.Function):
             if temperature != 1.0:
                 g_CV.div_(temperature)
             if need_h:
-                grad_h[start:end] = (g_CV @ weight_VH.float()).to(h_NH.dtype)
+                grad_h[start:end] = (g_CV @ weight_VH.to(dt)).to(h_NH.dtype)
             if need_w:
-                grad_w.addmm_(g_CV.t(), h_CH.float())
+                grad_w.addmm_(g_CV.t(), h_CH.to(dt))
             if need_b:
                 grad_b.add_(g_CV.sum(0))
         if need_w:
@@ -105,7 +112,7 @@ def chunked_token_logprobs(
         with_entropy: also return the (detached) entropy of each row's distribution.
 
     Returns:
-        ``(logp, entropy)``: float32 tensors of ``targets``' shape (``entropy`` is ``None`` unless asked).
+        ``(logp, entropy)``: float32 (float64 for float64 inputs) tensors of ``targets``' shape (``entropy`` is ``None`` unless asked).
     """
     if temperature <= 0:
         raise ValueError(f"temperature: must be > 0, got {temperature}")

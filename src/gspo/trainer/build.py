@@ -1,0 +1,98 @@
+"""Assemble a ``GSPOTrainer`` from a ``GSPOConfig``: model, tokenizer, task data, rewards.
+
+This is what ``gspo train`` (and ``gspo compare``) call; Python users may build the trainer directly.
+The task named by ``config.task`` (or a weighted mixture ``"gsm8k:0.5,humaneval:0.5"``) provides the
+training rows, the held-out rows and, as the reward named ``"task"``, its own scorer.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+
+import torch
+
+from gspo.config import ConfigError, GSPOConfig
+
+logger = logging.getLogger("gspo")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", f"{name!r} requested but CUDA is not available")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def build_task(config: GSPOConfig):
+    """The task object for ``config.task`` (a single task, or a mixture spec with weights)."""
+    from gspo.tasks import TASK_REGISTRY, get_task
+
+    if ":" in config.task or "," in config.task:
+        from gspo.tasks.mixture import MixtureTask, parse_dataset_spec
+
+        try:
+            spec = parse_dataset_spec(config.task)
+        except ValueError as exc:
+            raise ConfigError("task", str(exc)) from None
+        return MixtureTask(spec, seed=config.seed)
+    if config.task not in TASK_REGISTRY:
+        raise ConfigError("task", f"unknown task {config.task!r}; valid tasks: {sorted(TASK_REGISTRY)} or a mixture 'a:0.5,b:0.5'")
+    return get_task(config.task)
+
+
+def load_rows(task, config: GSPOConfig, split: str, *, chat: bool, limit: int | None = None):
+    kwargs = dict(chat=chat, limit=limit)
+    if config.data_path:
+        kwargs["path"] = config.data_path
+    return task.load(split, **kwargs)
+
+
+def build_rewards(config: GSPOConfig, task):
+    from gspo.trainer.reward_runner import load_reward
+
+    funcs = []
+    for spec in config.rewards:
+        if spec == "task":
+            funcs.append(task.reward)
+        else:
+            try:
+                funcs.append(load_reward(spec))
+            except (ValueError, KeyError) as exc:
+                raise ConfigError("rewards", str(exc)) from None
+    return funcs
+
+
+def build_trainer(config: GSPOConfig):
+    """Everything a run needs, in the order that fails fastest: task, data, rewards, then the model."""
+    from gspo.models.loading import load_model_and_tokenizer
+    from gspo.sampling import has_chat_template
+    from gspo.trainer.trainer import GSPOTrainer
+
+    config.validate()
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    seed_everything(config.seed)
+    device = resolve_device(config.device)
+    task = build_task(config)
+    rewards = build_rewards(config, task)
+    model, tokenizer = load_model_and_tokenizer(config.model, dtype=config.dtype, device=str(device))
+    chat = config.chat == "yes" or (config.chat == "auto" and has_chat_template(tokenizer))
+    train_rows = load_rows(task, config, config.train_split, chat=chat)
+    eval_rows = load_rows(task, config, config.eval_split, chat=chat, limit=config.eval_limit) if config.eval_limit else []
+    logger.info(
+        "model %s (%.2fM params) on %s; task %s: %d train / %d eval rows; algorithm %s, clip %s",
+        config.model, sum(p.numel() for p in model.parameters()) / 1e6, device, config.task,
+        len(train_rows), len(eval_rows), config.algorithm, config.clip_range,
+    )
+    return GSPOTrainer(model, tokenizer, rewards, train_rows, config, eval_task=task, eval_data=eval_rows)

@@ -1,0 +1,92 @@
+"""Run logging: ``metrics.jsonl`` (one line per step), TensorBoard when installed, a progress bar.
+
+On resume, lines of steps after the checkpoint being resumed are dropped from ``metrics.jsonl`` first,
+so the file never holds two lines for one step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("gspo")
+
+#: Shown in the progress bar, in this order, when present.
+PROGRESS_KEYS = (("reward", "reward/mean"), ("loss", "loss"), ("clip", "clip_frac"), ("tok/s", "tokens_per_s"))
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else (1e308 if value > 0 else -1e308)
+    return value
+
+
+class MetricsLogger:
+    def __init__(self, output_dir: Path, *, tensorboard: bool = True, enabled: bool = True, resume_step: int | None = None):
+        self.enabled = enabled
+        self.path = Path(output_dir) / "metrics.jsonl"
+        self._tb = None
+        if not enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is None:
+            self.path.write_text("")
+        elif self.path.exists():
+            kept = [line for line in self.path.read_text().splitlines() if line.strip() and self._step_of(line) <= resume_step]
+            self.path.write_text("".join(line + "\n" for line in kept))
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(log_dir=str(Path(output_dir) / "tensorboard"))
+            except Exception:  # noqa: BLE001 - tensorboard is optional
+                self._tb = None
+
+    @staticmethod
+    def _step_of(line: str) -> int:
+        try:
+            return int(json.loads(line).get("step", -1))
+        except ValueError:
+            return 1 << 62  # a torn last line from a crash: drop it
+
+    def log(self, step: int, metrics: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        record = {"step": step, **{k: _jsonable(v) for k, v in metrics.items()}}
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if self._tb is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self._tb.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.flush()
+            self._tb.close()
+            self._tb = None
+
+
+def progress_postfix(metrics: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    for label, key in PROGRESS_KEYS:
+        if key in metrics and metrics[key] is not None:
+            value = _jsonable(metrics[key])
+            out[label] = f"{value:.3g}" if isinstance(value, float) else str(value)
+    return out
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Parse a ``metrics.jsonl``; a torn last line is ignored."""
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows

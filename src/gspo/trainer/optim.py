@@ -1,0 +1,48 @@
+"""Optimizer and learning-rate schedule.
+
+AdamW from torch, or 8-bit AdamW from bitsandbytes on CUDA (``optimizer="adamw_8bit"``); on CPU, or
+without bitsandbytes, the 8-bit request falls back to plain AdamW with a logged message. The schedule
+is linear warm-up then constant, linear decay or cosine decay over the run's optimizer steps.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+
+logger = logging.getLogger("gspo")
+
+
+def build_optimizer(params, *, kind: str, lr: float, weight_decay: float, betas: tuple[float, float], eps: float, device: torch.device):
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        raise ValueError("model: no trainable parameters")
+    if kind == "adamw_8bit":
+        if device.type != "cuda":
+            logger.warning("optimizer: adamw_8bit needs a CUDA device; using plain AdamW on %s", device.type)
+        else:
+            try:
+                import bitsandbytes as bnb
+
+                return bnb.optim.AdamW8bit(params, lr=lr, weight_decay=weight_decay, betas=betas, eps=eps)
+            except ImportError:
+                logger.warning("optimizer: bitsandbytes is not installed (pip install 'gspo[gpu]'); using plain AdamW")
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=betas, eps=eps, foreach=True)
+
+
+def build_scheduler(optimizer, *, schedule: str, warmup_steps: int, total_steps: int):
+    total_steps = max(total_steps, 1)
+
+    def factor(step: int) -> float:
+        if warmup_steps and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        if schedule == "linear":
+            return 1.0 - progress
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

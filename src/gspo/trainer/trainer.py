@@ -1,0 +1,427 @@
+"""``GSPOTrainer``: the RL loop — sample, reward, advantages, minibatched off-policy updates.
+
+One training *step* is:
+
+1. take ``prompts_per_step`` prompts (deterministic, resumable order) and sample ``group_size``
+   completions each with the KV-cache sampler (the same code ``gspo eval`` uses);
+2. score them with the reward functions and compute group advantages (eq. 6);
+3. π_old log-probs: recomputed by a no-grad trainer forward, or the sampler's own (section 5.4), or —
+   only when provably on-policy (one minibatch, one epoch) — skipped, since then π_old ≡ π_θ;
+4. for each epoch, shuffle the rollout into ``num_minibatches`` minibatches (the paper: 4, which is what
+   makes later minibatches off-policy) and take one optimizer step per minibatch. Each minibatch is
+   processed in micro-batches with gradient accumulation; the loss is divided by the number of
+   sequences (or tokens, for token-mean) in the whole optimizer step — across micro-batches and
+   processes — so results do not depend on the micro-batch size.
+
+Guards: an optimizer step whose loss or gradient norm is not finite is skipped (gradients dropped,
+parameters and optimizer state untouched), counted and logged.
+
+The algorithm is chosen by name (``gspo``, ``gspo-token``, ``grpo``), mapping to a loss level in the
+``gspo.losses`` registry: the trainer never branches on the algorithm.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from gspo.config import GSPOConfig
+from gspo.losses import ALGORITHMS, group_advantages, policy_loss
+from gspo.sampling import decode_completions, encode_prompts, sample, special_token_ids
+from gspo.trainer import checkpoint as ckpt
+from gspo.trainer.data_order import PromptOrder
+from gspo.trainer.metrics import MetricsLogger, progress_postfix
+from gspo.trainer.optim import build_optimizer, build_scheduler
+from gspo.trainer.reward_runner import RewardRunner
+from gspo.trainer.scoring import completion_logprobs
+
+logger = logging.getLogger("gspo")
+
+Tensor = torch.Tensor
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _mean_of(values: list[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else float("nan")
+
+
+class GSPOTrainer:
+    """Train ``model`` with GSPO (or GSPO-token / GRPO) on ``train_data`` rows.
+
+    Args:
+        model: any Hugging Face causal LM (optionally a PEFT model).
+        tokenizer: its tokenizer (left padding is used for prompts).
+        reward_funcs: callables ``f(prompts, completions, **columns) -> list[float | None]``.
+        train_data: rows, each a dict with a ``prompt`` (string or chat messages) and the columns
+            the reward functions need.
+        config: a ``GSPOConfig`` (validated here).
+        eval_task / eval_data: a ``gspo.tasks.Task`` and its held-out rows for evaluation (optional).
+        reward_weights: one weight per reward function (default: config.reward_weights or all 1).
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        reward_funcs: Sequence[Callable[..., Sequence[Any]]],
+        train_data: Sequence[dict[str, Any]],
+        config: GSPOConfig,
+        *,
+        eval_task=None,
+        eval_data: Sequence[dict[str, Any]] | None = None,
+        reward_weights: Sequence[float] | None = None,
+    ):
+        self.config = config.validate()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.train_data = list(train_data)
+        for i, row in enumerate(self.train_data[:1] + self.train_data[-1:]):
+            if not isinstance(row, dict) or "prompt" not in row:
+                raise ValueError(f"train_data: every row must be a dict with a 'prompt' key (row {i} is {type(row).__name__})")
+        self.eval_task, self.eval_data = eval_task, list(eval_data or [])
+        self.rewards = RewardRunner(reward_funcs, reward_weights or config.reward_weights or None, config.reward_errors)
+        self.level, _, _ = ALGORITHMS[config.algorithm]
+        self.clip_low, self.clip_high = config.clip_range
+        self.device = _device(model)
+        self.eos_ids, self.pad_id = special_token_ids(tokenizer, model)
+
+        self.sample_gen = torch.Generator(device=self.device).manual_seed(config.seed)
+        self.shuffle_gen = torch.Generator().manual_seed(config.seed + 1)
+        self.order = PromptOrder(len(self.train_data), config.seed)
+        updates_per_step = config.num_minibatches * config.num_epochs
+        self.optimizer = build_optimizer(
+            model.parameters(), kind=config.optimizer, lr=config.learning_rate, weight_decay=config.weight_decay,
+            betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_eps, device=self.device,
+        )
+        self.scheduler = build_scheduler(
+            self.optimizer, schedule=config.lr_schedule, warmup_steps=config.warmup_steps,
+            total_steps=config.max_steps * updates_per_step,
+        )
+        self.ref_model = None
+        if config.kl_coef > 0:
+            self.ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+        if config.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.step = 0
+        self.optimizer_steps = 0
+        self.skipped_steps = 0
+        self.best_score: float | None = None
+        self.eval_before: float | None = None
+        self.output_dir = Path(config.output_dir)
+
+    # ------------------------------------------------------------------ rollout
+    def _rollout(self) -> dict[str, Any]:
+        cfg = self.config
+        G = cfg.group_size
+        t0 = time.perf_counter()
+        rows = [self.train_data[i] for i in self.order.take(cfg.prompts_per_step)]
+        prompts = [r["prompt"] for r in rows]
+        ids_BP, mask_BP = encode_prompts(self.tokenizer, prompts, max_prompt_tokens=cfg.max_prompt_tokens)
+        ids_BP = ids_BP.repeat_interleave(G, 0).to(self.device)
+        mask_BP = mask_BP.repeat_interleave(G, 0).to(self.device)
+        roll = sample(
+            self.model, ids_BP, mask_BP, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+            top_p=cfg.top_p, top_k=cfg.top_k, eos_token_ids=self.eos_ids, pad_token_id=self.pad_id,
+            generator=self.sample_gen,
+        )
+        t1 = time.perf_counter()
+        completions = decode_completions(self.tokenizer, roll)
+        rep_prompts = [p for p in prompts for _ in range(G)]
+        columns = {k: [r.get(k) for r in rows for _ in range(G)] for k in rows[0] if k != "prompt"}
+        rewards = self.rewards(rep_prompts, completions, columns)
+        rewards_B = torch.tensor(rewards.total, dtype=torch.float32)
+        adv_B = group_advantages(rewards_B, G, scale=cfg.advantage_scale).to(self.device)
+        t2 = time.perf_counter()
+        return dict(roll=roll, completions=completions, rewards=rewards, rewards_B=rewards_B, adv_B=adv_B,
+                    t_sample=t1 - t0, t_reward=t2 - t1)
+
+    def _micro_slices(self, idx: Tensor):
+        for start in range(0, idx.numel(), self.config.micro_batch_size):
+            yield idx[start : start + self.config.micro_batch_size]
+
+    def _batch(self, roll, idx: Tensor):
+        """Index a rollout and trim all-padding columns (left of prompts, right of completions)."""
+        p_ids, p_mask = roll.prompt_ids_BP[idx], roll.prompt_mask_BP[idx]
+        c_ids, c_mask = roll.completion_ids_BT[idx], roll.completion_mask_BT[idx]
+        first = int(p_mask.any(0).long().argmax())
+        last = int(c_mask.any(0).long().cumsum(0).argmax()) + 1
+        return p_ids[:, first:], p_mask[:, first:], c_ids[:, :last], c_mask[:, :last], last
+
+    def _score(self, model, roll, idx, with_entropy=False):
+        p_ids, p_mask, c_ids, c_mask, last = self._batch(roll, idx)
+        logp, ent = completion_logprobs(
+            model, p_ids, p_mask, c_ids, c_mask, temperature=self.config.temperature, with_entropy=with_entropy
+        )
+        return logp, ent, c_mask.bool(), last
+
+    @torch.no_grad()
+    def _logprobs_no_grad(self, model, roll) -> Tensor:
+        B, T = roll.completion_ids_BT.shape
+        out = None
+        for idx in self._micro_slices(torch.arange(B, device=self.device)):
+            logp, _, _, last = self._score(model, roll, idx)
+            if out is None:
+                out = torch.zeros(B, T, device=self.device, dtype=logp.dtype)
+            out[idx, :last] = logp
+        return out
+
+    # ------------------------------------------------------------------ update
+    def _update(self, roll, adv_B: Tensor, old_logp_BT: Tensor | None, ref_logp_BT: Tensor | None) -> dict[str, float]:
+        cfg = self.config
+        B = roll.completion_ids_BT.shape[0]
+        M = cfg.minibatch_size
+        sums: dict[str, float] = {}
+        mins, maxs = [], []
+        losses, grad_norms, entropies = [], [], []
+        skipped = 0
+        self.model.train()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        for _epoch in range(cfg.num_epochs):
+            perm = torch.randperm(B, generator=self.shuffle_gen).to(self.device)
+            for mb in range(cfg.num_minibatches):
+                mb_idx = perm[mb * M : (mb + 1) * M]
+                if cfg.aggregation == "token-mean":
+                    normalizer = roll.completion_mask_BT[mb_idx].sum().clamp(min=1).float()
+                else:
+                    normalizer = float(M)
+                self.optimizer.zero_grad(set_to_none=True)
+                mb_loss = torch.zeros((), device=self.device)
+                for idx in self._micro_slices(mb_idx):
+                    logp, ent, mask, last = self._score(self.model, roll, idx, with_entropy=True)
+                    old = logp.detach() if old_logp_BT is None else old_logp_BT[idx, :last]
+                    ref = None if ref_logp_BT is None else ref_logp_BT[idx, :last]
+                    loss, stats = policy_loss(
+                        logp, old, adv_B[idx], mask, level=self.level, clip_low=self.clip_low, clip_high=self.clip_high,
+                        aggregation=cfg.aggregation, normalizer=normalizer, ref_logp=ref, kl_coef=cfg.kl_coef,
+                        max_log_ratio=cfg.max_log_ratio,
+                    )
+                    loss.backward()
+                    mb_loss = mb_loss + loss.detach()
+                    w = idx.numel() / B / cfg.num_epochs
+                    for key, value in stats.items():
+                        if key not in ("ratio_min", "ratio_max"):
+                            sums[key] = sums.get(key, 0.0) + w * value
+                    mins.append(stats["ratio_min"])
+                    maxs.append(stats["ratio_max"])
+                    entropies.append((torch.where(mask, ent, 0.0).sum() / mask.sum().clamp(min=1)) * w)
+                max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+                if not (torch.isfinite(grad_norm) and torch.isfinite(mb_loss)):
+                    self.optimizer.zero_grad(set_to_none=True)
+                    skipped += 1
+                    logger.warning("step %d: non-finite loss or gradient; optimizer step skipped", self.step + 1)
+                else:
+                    self.optimizer.step()
+                    self.scheduler.step()
+                    self.optimizer_steps += 1
+                losses.append(mb_loss)
+                grad_norms.append(grad_norm)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.skipped_steps += skipped
+        out = {k: float(v) for k, v in sums.items()}
+        out.update(
+            loss=float(torch.stack(losses).mean()),
+            grad_norm=float(torch.stack(grad_norms).mean()),
+            ratio_min=float(torch.stack(mins).min()),
+            ratio_max=float(torch.stack(maxs).max()),
+            entropy=float(torch.stack(entropies).sum()),
+            skipped_steps=skipped,
+        )
+        return out
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self) -> dict[str, Any]:
+        cfg = self.config
+        t0 = time.perf_counter()
+        r = self._rollout()
+        roll = r["roll"]
+        t1 = time.perf_counter()
+        if cfg.on_policy:
+            old_logp = None  # π_old ≡ π_θ at the single update: no extra forward needed
+        elif cfg.old_logp_source == "sampler":
+            old_logp = roll.logp_BT
+        else:
+            self.model.train()
+            old_logp = self._logprobs_no_grad(self.model, roll)
+        ref_logp = self._logprobs_no_grad(self.ref_model, roll) if self.ref_model is not None else None
+        t2 = time.perf_counter()
+        stats = self._update(roll, r["adv_B"], old_logp, ref_logp)
+        t3 = time.perf_counter()
+        self.step += 1
+
+        lengths = roll.completion_mask_BT.sum(-1).float()
+        n_tokens = int(lengths.sum())
+        rewards = r["rewards"]
+        metrics: dict[str, Any] = {
+            "reward/mean": _mean_of(rewards.total),
+            "reward/std": float(torch.nan_to_num(r["rewards_B"], nan=0.0).std()),
+            **{f"reward/{name}": _mean_of(v) for name, v in rewards.per_function.items()},
+            "reward/missing": sum(math.isnan(v) for v in rewards.total),
+            "reward/failures": sum(rewards.failures.values()),
+            "advantage/abs_mean": float(r["adv_B"].abs().mean()),
+            "advantage/zero_frac": float((r["adv_B"] == 0).float().mean()),
+            **stats,
+            "completion/length_mean": float(lengths.mean()),
+            "completion/length_max": int(lengths.max()),
+            "completion/truncated_frac": float((~roll.finished_B).float().mean()),
+            "lr": self.scheduler.get_last_lr()[0],
+            "optimizer_steps": self.optimizer_steps,
+            "skipped_steps_total": self.skipped_steps,
+            "tokens_per_s": n_tokens / max(t3 - t0, 1e-9),
+            "time/sample": r["t_sample"],
+            "time/reward": r["t_reward"],
+            "time/old_logp": t2 - t1,
+            "time/update": t3 - t2,
+            "time/step": t3 - t0,
+        }
+        metrics["clip_frac"] = metrics.get("clip_frac", 0.0)
+        return metrics
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self) -> float | None:
+        if self.eval_task is None or not self.eval_data or self.config.eval_limit == 0:
+            return None
+        from gspo.evaluation import evaluate_task
+
+        rows = self.eval_data[: self.config.eval_limit]
+        result = evaluate_task(
+            self.model, self.tokenizer, self.eval_task, rows, samples=1, greedy=True,
+            max_new_tokens=self.config.eval_max_new_tokens or self.config.max_new_tokens,
+            batch_size=max(self.config.micro_batch_size, 64), seed=self.config.seed,
+        )
+        self.model.train()
+        return float(result.accuracy)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "optimizer_steps": self.optimizer_steps,
+            "skipped_steps": self.skipped_steps,
+            "best_score": self.best_score,
+            "eval_before": self.eval_before,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "data_order": self.order.state_dict(),
+            "rng": ckpt.rng_state({"sample": self.sample_gen, "shuffle": self.shuffle_gen}),
+            "config": dataclasses.asdict(self.config),
+        }
+
+    def save(self, target: Path) -> Path:
+        return ckpt.save_checkpoint(target, self.model, self.tokenizer, self._state())
+
+    def load(self, path: Path) -> None:
+        """Restore weights and trainer state from a checkpoint folder (verified against its manifest)."""
+        from safetensors.torch import load_file
+
+        state = ckpt.load_trainer_state(path)
+        weights = {}
+        for file in sorted(Path(path).glob("*.safetensors")):
+            weights.update(load_file(str(file), device=str(self.device)))
+        missing, unexpected = self._load_weights(weights)
+        if unexpected:
+            raise ckpt.CheckpointError(f"checkpoint {path}: unexpected weights {unexpected[:5]}")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.order.load_state_dict(state["data_order"])
+        ckpt.restore_rng_state(state["rng"], {"sample": self.sample_gen, "shuffle": self.shuffle_gen})
+        self.step, self.optimizer_steps = state["step"], state["optimizer_steps"]
+        self.skipped_steps, self.best_score = state["skipped_steps"], state["best_score"]
+        self.eval_before = state.get("eval_before")
+        logger.info("resumed from %s at step %d", path, self.step)
+
+    def _load_weights(self, weights: dict[str, Tensor]):
+        from gspo.trainer.scoring import unwrap_model
+
+        model = self.model
+        if hasattr(model, "get_base_model") and hasattr(model, "peft_config"):
+            from peft import set_peft_model_state_dict
+
+            result = set_peft_model_state_dict(model, weights)
+            return [], list(getattr(result, "unexpected_keys", []))
+        inner = unwrap_model(model)
+        result = inner.load_state_dict(weights, strict=False)
+        # tied weights are saved once; anything else missing is an error
+        tied = getattr(inner, "_tied_weights_keys", None) or {}
+        missing = [k for k in result.missing_keys if k not in tied]
+        return missing, list(result.unexpected_keys)
+
+    # ------------------------------------------------------------------ the run
+    def train(self) -> dict[str, Any]:
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        resume_step = None
+        if cfg.resume:
+            latest = ckpt.latest_checkpoint(self.output_dir)
+            if latest is None:
+                logger.warning("resume: no complete checkpoint in %s; starting from scratch", self.output_dir)
+            else:
+                self.load(latest)
+                resume_step = self.step
+        (self.output_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+        metrics_log = MetricsLogger(self.output_dir, tensorboard=cfg.tensorboard, resume_step=resume_step)
+        start = time.perf_counter()
+        if self.eval_before is None:
+            self.eval_before = self.evaluate()
+            if self.eval_before is not None:
+                logger.info("eval before training: %.3f", self.eval_before)
+        bar = tqdm(total=cfg.max_steps, initial=self.step, desc="gspo", disable=not cfg.progress, dynamic_ncols=True)
+        last_metrics: dict[str, Any] = {}
+        try:
+            while self.step < cfg.max_steps:
+                metrics = self.train_step()
+                last_metrics = metrics
+                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.max_steps:
+                    score = self.evaluate()
+                    metrics["eval/accuracy"] = score
+                    if score is not None and (self.best_score is None or score > self.best_score):
+                        self.best_score = score
+                        self.save(self.output_dir / "best")
+                if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
+                    metrics_log.log(self.step, metrics)
+                if cfg.save_steps and self.step % cfg.save_steps == 0 and self.step < cfg.max_steps:
+                    self.save(self.output_dir / "checkpoints" / f"step-{self.step:06d}")
+                    ckpt.prune_checkpoints(self.output_dir, cfg.save_total_limit)
+                bar.set_postfix(progress_postfix(metrics))
+                bar.update(1)
+        finally:
+            bar.close()
+        eval_after = self.evaluate()
+        if eval_after is not None:
+            metrics_log.log(self.step, {"eval/accuracy": eval_after})
+            if cfg.eval_every and (self.best_score is None or eval_after > self.best_score):
+                self.best_score = eval_after
+                self.save(self.output_dir / "best")
+        self.save(self.output_dir / "final")
+        ckpt.prune_checkpoints(self.output_dir, cfg.save_total_limit)
+        metrics_log.close()
+        summary = {
+            "eval_before": self.eval_before,
+            "eval_after": eval_after,
+            "steps": self.step,
+            "optimizer_steps": self.optimizer_steps,
+            "skipped_steps": self.skipped_steps,
+            "best_eval": self.best_score,
+            "final_reward": last_metrics.get("reward/mean"),
+            "train_seconds": time.perf_counter() - start,
+            "algorithm": cfg.algorithm,
+            "model": cfg.model,
+            "task": cfg.task,
+            "seed": cfg.seed,
+        }
+        (self.output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+        return summary

@@ -1,0 +1,178 @@
+"""End-to-end trainer behaviour on tiny models built in the test (offline, CPU, float32)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from gspo.config import GSPOConfig
+from gspo.trainer import GSPOTrainer, RewardError
+from gspo.trainer.checkpoint import latest_checkpoint, verify_checkpoint
+from tests.helpers_tiny import tiny_model_and_tokenizer
+from tests.trainer.conftest import count_a_reward, make_rows
+
+
+def _config(tmp_path, **overrides):
+    base = dict(
+        model="tiny", task="addition", prompts_per_step=4, group_size=4, max_new_tokens=6, num_minibatches=2,
+        micro_batch_size=8, learning_rate=1e-2, max_steps=2, output_dir=str(tmp_path / "run"), eval_limit=0,
+        progress=False, tensorboard=False, seed=3,
+    )
+    base.update(overrides)
+    return GSPOConfig(**base)
+
+
+def _params(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _assert_same_params(a, b, atol):
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=atol, msg=lambda m: f"{k}: {m}")
+
+
+def test_train_writes_metrics_checkpoint_and_summary(tmp_path):
+    model, tok = tiny_model_and_tokenizer(chat=False)
+    before = _params(model)
+    cfg = _config(tmp_path, max_steps=3)
+    summary = GSPOTrainer(model, tok, [count_a_reward], make_rows(), cfg).train()
+    assert summary["steps"] == 3 and summary["optimizer_steps"] == 6
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines] == [1, 2, 3]
+    for key in ("reward/mean", "reward/count_a_reward", "loss", "clip_frac", "clip_frac_low", "clip_frac_high",
+                "ratio_mean", "ratio_min", "ratio_max", "entropy", "completion/length_mean", "grad_norm",
+                "skipped_steps", "tokens_per_s", "time/sample", "time/update", "advantage/abs_mean"):
+        assert key in lines[0], key
+    assert all(math.isfinite(m["loss"]) for m in lines)
+    verify_checkpoint(tmp_path / "run" / "final")
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 3
+    assert any(not torch.equal(before[k], v) for k, v in _params(model).items()), "parameters must change"
+
+
+def test_first_minibatch_is_on_policy_later_ones_are_not(tmp_path):
+    """With 4 minibatches the first update sees ratio 1; later ones see the moved policy (clipping acts)."""
+    model, tok = tiny_model_and_tokenizer(chat=False)
+    cfg = _config(tmp_path, num_minibatches=4, prompts_per_step=4, group_size=4, max_steps=1, learning_rate=5e-2)
+    trainer = GSPOTrainer(model, tok, [count_a_reward], make_rows(), cfg)
+    m = trainer.train_step()
+    assert m["ratio_max"] > 1 + 4e-4 or m["ratio_min"] < 1 - 3e-4
+    assert m["clip_frac"] > 0
+
+
+def test_resume_matches_uninterrupted_run(tmp_path):
+    steps = dict(max_steps=4, save_steps=2)
+    model_a, tok = tiny_model_and_tokenizer(chat=False)
+    GSPOTrainer(model_a, tok, [count_a_reward], make_rows(), _config(tmp_path / "a", **steps)).train()
+
+    model_b, tok_b = tiny_model_and_tokenizer(chat=False)
+    GSPOTrainer(model_b, tok_b, [count_a_reward], make_rows(), _config(tmp_path / "b", max_steps=2, save_steps=2)).train()
+    assert latest_checkpoint(tmp_path / "b" / "run") is not None
+    model_c, tok_c = tiny_model_and_tokenizer(chat=False, seed=99)  # different init: must be overwritten
+    trainer_c = GSPOTrainer(model_c, tok_c, [count_a_reward], make_rows(), _config(tmp_path / "b", resume=True, **steps))
+    summary = trainer_c.train()
+    assert summary["steps"] == 4
+    _assert_same_params(_params(model_a), _params(model_c), atol=1e-6)
+    steps_logged = [json.loads(x)["step"] for x in (tmp_path / "b" / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps_logged == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("aggregation", ["seq-mean", "token-mean"])
+def test_micro_batch_size_does_not_change_the_result(tmp_path, aggregation):
+    """Float64 so that the comparison is tight (in float32 Adam amplifies summation-order noise ~1e-6)."""
+    results = []
+    for mbs in (1, 8):
+        model, tok = tiny_model_and_tokenizer(chat=False)
+        model.double()
+        cfg = _config(tmp_path / str(mbs), micro_batch_size=mbs, num_minibatches=2, max_steps=1, aggregation=aggregation,
+                      max_grad_norm=0.0)
+        GSPOTrainer(model, tok, [count_a_reward], make_rows(), cfg).train()
+        results.append(_params(model))
+    assert any(not torch.equal(results[0][k], v) for k, v in _params(tiny_model_and_tokenizer(chat=False)[0].double()).items())
+    _assert_same_params(results[0], results[1], atol=1e-10)
+
+
+def test_non_finite_loss_is_skipped_and_parameters_untouched(tmp_path):
+    model, tok = tiny_model_and_tokenizer(chat=False)
+
+    def poison(_module, _inputs, output):  # NaN hidden states in training forwards only
+        if torch.is_grad_enabled():
+            output.last_hidden_state.mul_(float("nan"))
+        return output
+
+    model.model.register_forward_hook(poison)
+    before = _params(model)
+    cfg = _config(tmp_path, max_steps=1)
+    trainer = GSPOTrainer(model, tok, [count_a_reward], make_rows(), cfg)
+    metrics = trainer.train_step()
+    assert metrics["skipped_steps"] == cfg.num_minibatches and trainer.skipped_steps == cfg.num_minibatches
+    _assert_same_params(before, _params(model), atol=0)
+    assert not trainer.optimizer.state, "optimizer state must not be written"
+
+
+def test_reward_function_that_raises_stops_the_run_naming_it(tmp_path):
+    def broken_reward(prompts, completions, **_):
+        raise KeyError("oops")
+
+    model, tok = tiny_model_and_tokenizer(chat=False)
+    trainer = GSPOTrainer(model, tok, [count_a_reward, broken_reward], make_rows(), _config(tmp_path))
+    with pytest.raises(RewardError, match="broken_reward"):
+        trainer.train_step()
+
+
+def test_reward_function_that_raises_can_score_zero(tmp_path, caplog):
+    def broken_reward(prompts, completions, **_):
+        raise KeyError("oops")
+
+    model, tok = tiny_model_and_tokenizer(chat=False)
+    cfg = _config(tmp_path, reward_errors="zero")
+    trainer = GSPOTrainer(model, tok, [count_a_reward, broken_reward], make_rows(), cfg)
+    metrics = trainer.train_step()
+    assert metrics["reward/failures"] == 1 and metrics["reward/broken_reward"] == 0.0
+    assert "broken_reward" in caplog.text
+
+
+@pytest.mark.parametrize("bad", [lambda p, c, **_: [1.0], lambda p, c, **_: ["x"] * len(c)])
+def test_reward_function_with_wrong_output_is_an_error(tmp_path, bad):
+    model, tok = tiny_model_and_tokenizer(chat=False)
+    trainer = GSPOTrainer(model, tok, [bad], make_rows(), _config(tmp_path, reward_errors="zero"))
+    with pytest.raises(RewardError, match="returned"):
+        trainer.train_step()
+
+
+def test_none_rewards_are_missing_not_zero(tmp_path):
+    def half_none(prompts, completions, **_):
+        return [None if i % 2 else 1.0 for i in range(len(completions))]
+
+    model, tok = tiny_model_and_tokenizer(chat=False)
+    trainer = GSPOTrainer(model, tok, [half_none], make_rows(), _config(tmp_path))
+    metrics = trainer.train_step()
+    assert metrics["reward/missing"] == 8 and metrics["reward/mean"] == 1.0
+
+
+@pytest.mark.parametrize("algorithm", ["gspo", "gspo-token", "grpo"])
+def test_each_algorithm_trains_with_kl(tmp_path, algorithm):
+    model, tok = tiny_model_and_tokenizer(chat=False)
+    cfg = _config(tmp_path, algorithm=algorithm, kl_coef=0.05, max_steps=1)
+    trainer = GSPOTrainer(model, tok, [count_a_reward], make_rows(), cfg)
+    m = trainer.train_step()
+    assert math.isfinite(m["loss"]) and m["kl"] >= 0
+
+
+def test_on_policy_config_skips_the_old_logprob_pass(tmp_path, monkeypatch):
+    model, tok = tiny_model_and_tokenizer(chat=False)
+    cfg = _config(tmp_path, num_minibatches=1, num_epochs=1)
+    trainer = GSPOTrainer(model, tok, [count_a_reward], make_rows(), cfg)
+    calls = []
+    monkeypatch.setattr(trainer, "_logprobs_no_grad", lambda *a, **k: calls.append(1))
+    m = trainer.train_step()
+    assert not calls and m["ratio_mean"] == pytest.approx(1.0) and m["clip_frac"] == 0.0
+
+
+def test_bad_train_rows_are_rejected(tmp_path):
+    model, tok = tiny_model_and_tokenizer(chat=False)
+    with pytest.raises(ValueError, match="prompt"):
+        GSPOTrainer(model, tok, [count_a_reward], [{"question": "x"}], _config(tmp_path))
