@@ -59,9 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    from gspo.config import ConfigError
+
     try:
         return int(modules[args.command].run(args) or 0)
-    except CLIError as exc:
+    except (CLIError, ConfigError) as exc:
         print(f"gspo {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -33,6 +33,16 @@ class GSPOConfig:
     """Recompute activations in backward to save memory (slower)."""
     num_threads: Optional[int] = None
     """CPU threads for torch (None: torch's default)."""
+    lora_r: int = 0
+    """LoRA rank (peft); 0 trains all weights. With LoRA the KL reference is the base model with the adapter disabled."""
+    lora_alpha: float = 16.0
+    """LoRA scaling α."""
+    lora_dropout: float = 0.0
+    """Dropout on the LoRA path (keep 0 for exact GSPO ratios)."""
+    lora_target_modules: str = "all-linear"
+    """Modules that get adapters: 'all-linear' or a comma-separated list such as 'q_proj,v_proj'."""
+    load_in_4bit: bool = False
+    """QLoRA: load the base weights in 4-bit (bitsandbytes, CUDA only; needs lora_r > 0)."""
 
     # ----------------------------------------------------------------- data
     task: str = "addition"
@@ -215,6 +225,11 @@ class GSPOConfig:
         need(self.eval_every >= 0, "eval_every", "must be >= 0")
         need(self.log_every >= 1, "log_every", "must be >= 1")
         need(self.num_threads is None or self.num_threads >= 1, "num_threads", "must be >= 1 or None")
+        need(self.lora_r >= 0, "lora_r", "must be >= 0 (0 disables LoRA)")
+        need(self.lora_alpha > 0, "lora_alpha", "must be > 0")
+        need(0 <= self.lora_dropout < 1, "lora_dropout", "must be in [0, 1)")
+        need(bool(self.lora_target_modules.strip()), "lora_target_modules", "must name modules or 'all-linear'")
+        need(not self.load_in_4bit or self.lora_r > 0, "load_in_4bit", "needs lora_r > 0 (QLoRA trains adapters only)")
         need(bool(self.rewards), "rewards", "must list at least one reward function")
         need(
             not self.reward_weights or len(self.reward_weights) == len(self.rewards),

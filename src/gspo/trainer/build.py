@@ -84,9 +84,21 @@ def build_trainer(config: GSPOConfig):
         torch.set_num_threads(config.num_threads)
     seed_everything(config.seed)
     device = resolve_device(config.device)
+    if config.load_in_4bit and device.type != "cuda":
+        raise ConfigError("load_in_4bit", f"QLoRA needs a CUDA device (bitsandbytes 4-bit), got {device.type}")
     task = build_task(config)
     rewards = build_rewards(config, task)
-    model, tokenizer = load_model_and_tokenizer(config.model, dtype=config.dtype, device=str(device))
+    if config.load_in_4bit:
+        from gspo.models.lora import load_4bit_base
+
+        model, tokenizer = load_4bit_base(config.model, device=device)
+    else:
+        model, tokenizer = load_model_and_tokenizer(config.model, dtype=config.dtype, device=str(device))
+    if config.lora_r > 0:
+        from gspo.models.lora import apply_lora
+
+        model = apply_lora(model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout,
+                           target_modules=config.lora_target_modules)
     chat = config.chat == "yes" or (config.chat == "auto" and has_chat_template(tokenizer))
     train_rows = load_rows(task, config, config.train_split, chat=chat)
     eval_rows = load_rows(task, config, config.eval_split, chat=chat, limit=config.eval_limit) if config.eval_limit else []

@@ -35,6 +35,7 @@ import torch
 
 from gspo.config import GSPOConfig
 from gspo.losses import ALGORITHMS, group_advantages, policy_loss
+from gspo.models.lora import is_peft_model, reference_context
 from gspo.sampling import decode_completions, encode_prompts, sample, special_token_ids
 from gspo.trainer import checkpoint as ckpt
 from gspo.trainer.data_order import PromptOrder
@@ -109,8 +110,9 @@ class GSPOTrainer:
             self.optimizer, schedule=config.lr_schedule, warmup_steps=config.warmup_steps,
             total_steps=config.max_steps * updates_per_step,
         )
+        # KL reference: the adapter-disabled model for LoRA (no second copy), else a frozen copy.
         self.ref_model = None
-        if config.kl_coef > 0:
+        if config.kl_coef > 0 and not is_peft_model(model):
             self.ref_model = copy.deepcopy(model).eval().requires_grad_(False)
         if config.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -255,7 +257,12 @@ class GSPOTrainer:
         else:
             self.model.train()
             old_logp = self._logprobs_no_grad(self.model, roll)
-        ref_logp = self._logprobs_no_grad(self.ref_model, roll) if self.ref_model is not None else None
+        ref_logp = None
+        if self.ref_model is not None:
+            ref_logp = self._logprobs_no_grad(self.ref_model, roll)
+        elif cfg.kl_coef > 0:
+            with reference_context(self.model):
+                ref_logp = self._logprobs_no_grad(self.model, roll)
         t2 = time.perf_counter()
         stats = self._update(roll, r["adv_B"], old_logp, ref_logp)
         t3 = time.perf_counter()

@@ -1,0 +1,442 @@
+"""Supervised fine-tuning (SFT) on a task's reference completions.
+
+Two uses: the *vanilla fine-tuning* baseline that GSPO/GRPO are compared against (``gspo compare
+--algos gspo,grpo,sft``), and a warm start before RL (``gspo sft`` then ``gspo train --model
+OUTPUT/final``).
+
+**Which text is the reference** (``reference_column``; ``None`` picks the first column present in the
+task's rows, in this order):
+
+1. ``reference`` -- a column made for this purpose (e.g. a JSONL task that provides one);
+2. ``solution`` -- the full worked solution (GSM8K's reasoning ending in ``#### N``; MATH's solution
+   with ``\\boxed{}``): better than the bare number, and the task's scorer accepts it;
+3. ``canonical_solution`` -- the code tasks' reference implementation;
+4. ``answer`` -- the final answer (``addition``: ``"85"``; multiple-choice tasks: the letter).
+
+Rows whose reference is missing or empty are skipped (counted in the summary). As a sanity check the
+summary reports ``reference_accuracy``: the fraction of (up to 200) references that the task's own
+scorer accepts -- a value below 1 means SFT trains on text the reward would reject.
+
+**Loss**: the prompt is encoded exactly as for sampling (:func:`gspo.sampling.encode_prompts`: left
+padding, chat template, BOS), the reference is tokenized without special tokens and the EOS token is
+appended, so the model learns to stop. Cross-entropy covers the completion tokens only (the prompt is
+masked) and is divided by the number of completion tokens in the whole optimizer step (a token mean
+over the batch), so the micro-batch size does not change the result. Log-probs come from the
+trainer's scoring pass (:func:`gspo.trainer.scoring.completion_logprobs`: no logits over prompt
+positions).
+
+**Data order**: ``gspo.trainer.data_order.PromptOrder`` with the run's seed -- the same order a
+``GSPOTrainer`` with the same seed and train split uses, so with ``batch_size = prompts_per_step`` and
+``max_steps`` equal, SFT sees exactly the prompts the RL run saw, in the same order.
+
+Outputs in ``output_dir``: ``metrics.jsonl`` (loss, grad norm, lr, tokens per step; ``eval/accuracy``
+rows), ``summary.json``, ``config.json`` and ``final/`` (``save_pretrained`` model + tokenizer, via
+:func:`gspo.trainer.checkpoint.save_checkpoint`), loadable with ``load_model_and_tokenizer``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Optional, Sequence
+
+from gspo.config.fields import ConfigError, from_dict, load_yaml
+
+logger = logging.getLogger("gspo")
+
+#: Reference columns, in the order of preference used when ``reference_column`` is None.
+REFERENCE_COLUMNS = ("reference", "solution", "canonical_solution", "answer")
+
+
+@dataclass
+class SFTConfig:
+    # ----------------------------------------------------------------- model
+    model: str = "embedded"
+    """Model to fine-tune: a local Hugging Face folder, a hub id, 'embedded' or 'smollm2' (as in gspo train)."""
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    """Weight dtype; the loss is computed from float32 log-probs."""
+    device: str = "auto"
+    """'auto' (CUDA if available, else CPU), 'cpu', 'cuda' or 'cuda:N'."""
+    num_threads: Optional[int] = None
+    """CPU threads for torch (None: torch's default)."""
+
+    # ----------------------------------------------------------------- data
+    task: str = "addition"
+    """Task whose train split provides prompts and reference completions (see `gspo.tasks`)."""
+    data_path: Optional[str] = None
+    """Local file or folder for the task's data (overrides the task's default source)."""
+    train_split: str = "train"
+    """Split trained on."""
+    train_limit: Optional[int] = None
+    """Use only the first N rows of the train split (None: all)."""
+    reference_column: Optional[str] = None
+    """Row column holding the target completion. None: the first of reference, solution, canonical_solution, answer present."""
+    chat: Literal["auto", "yes", "no"] = "auto"
+    """Use the chat template: 'auto' uses it when the tokenizer has one."""
+    max_prompt_tokens: int = 512
+    """Longer prompts are truncated from the left (as in sampling)."""
+    max_completion_tokens: int = 512
+    """Longer references (EOS included) are truncated from the right; a truncated one loses its EOS."""
+
+    # ----------------------------------------------------------------- evaluation
+    eval_split: str = "test"
+    """Held-out split for greedy accuracy before, during and after training."""
+    eval_limit: int = 500
+    """Number of held-out prompts to evaluate on (0 disables evaluation)."""
+    eval_every: int = 0
+    """Evaluate every N steps (0: only before and after training)."""
+    eval_max_new_tokens: Optional[int] = None
+    """Max new tokens at evaluation (None: the task's own default)."""
+
+    # ----------------------------------------------------------------- optimisation
+    batch_size: int = 32
+    """Examples per optimizer step."""
+    micro_batch_size: int = 64
+    """Examples per forward/backward; gradients accumulate over a batch. Does not change results."""
+    epochs: float = 1.0
+    """Passes over the train rows when max_steps is 0 (fractions allowed)."""
+    max_steps: int = 0
+    """Optimizer steps (0: derived from epochs: ceil(epochs × rows / batch_size)). The data order wraps into new epochs."""
+    learning_rate: float = 1e-3
+    """Peak learning rate of AdamW."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping threshold (0 disables clipping)."""
+    warmup_steps: int = 0
+    """Linear warm-up, in optimizer steps."""
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    """Learning-rate schedule after warm-up."""
+
+    # ----------------------------------------------------------------- run
+    seed: int = 0
+    """Seed for data order and initialisation (the same order as a GSPO run with this seed)."""
+    output_dir: str = "runs/sft"
+    """Where metrics.jsonl, summary.json and the final checkpoint (OUTPUT_DIR/final) go."""
+    log_every: int = 1
+    """Write a metrics line every N steps."""
+    tensorboard: bool = False
+    """Also log to TensorBoard when it is installed."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def validate(self) -> "SFTConfig":
+        """Check every value; raise ConfigError naming the first bad field and what is allowed."""
+
+        def need(ok: bool, name: str, allowed: str) -> None:
+            if not ok:
+                raise ConfigError(name, f"{allowed}, got {getattr(self, name)!r}")
+
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float):
+                need(math.isfinite(value), f.name, "must be a finite number")
+        need(bool(self.model.strip()), "model", "must name a model")
+        need(bool(self.task.strip()), "task", "must name a task")
+        need(self.train_limit is None or self.train_limit >= 1, "train_limit", "must be >= 1 or None")
+        need(self.reference_column is None or bool(self.reference_column.strip()), "reference_column",
+             "must name a column or be None")
+        need(self.max_prompt_tokens >= 1, "max_prompt_tokens", "must be >= 1")
+        need(self.max_completion_tokens >= 1, "max_completion_tokens", "must be >= 1")
+        need(self.eval_limit >= 0, "eval_limit", "must be >= 0")
+        need(self.eval_every >= 0, "eval_every", "must be >= 0")
+        need(self.eval_max_new_tokens is None or self.eval_max_new_tokens >= 1, "eval_max_new_tokens", "must be >= 1 or None")
+        need(self.batch_size >= 1, "batch_size", "must be >= 1")
+        need(self.micro_batch_size >= 1, "micro_batch_size", "must be >= 1")
+        need(self.epochs > 0, "epochs", "must be > 0")
+        need(self.max_steps >= 0, "max_steps", "must be >= 0 (0: derived from epochs)")
+        need(self.learning_rate > 0, "learning_rate", "must be > 0")
+        need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        need(self.max_grad_norm >= 0, "max_grad_norm", "must be >= 0 (0 disables clipping)")
+        need(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
+        need(self.log_every >= 1, "log_every", "must be >= 1")
+        need(self.num_threads is None or self.num_threads >= 1, "num_threads", "must be >= 1 or None")
+        need(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"), "device",
+             "must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        return self
+
+    def total_steps(self, num_rows: int) -> int:
+        """Optimizer steps of the run for ``num_rows`` training examples."""
+        return self.max_steps or max(1, math.ceil(self.epochs * num_rows / self.batch_size))
+
+
+def load_sft_config(path: str | None = None, overrides: dict | None = None) -> SFTConfig:
+    """Defaults < YAML file < overrides, validated."""
+    values = dict(load_yaml(path)) if path else {}
+    values.update(overrides or {})
+    return from_dict(SFTConfig, values, source=path or "command line").validate()
+
+
+# ---------------------------------------------------------------------------------------- data
+def pick_reference_column(rows: Sequence[dict[str, Any]], explicit: str | None = None) -> str:
+    """The column SFT trains on: ``explicit``, else the first of ``REFERENCE_COLUMNS`` the rows have."""
+    if not rows:
+        raise ValueError("SFT: the train split has no rows")
+    if explicit is not None:
+        if not any(explicit in r for r in rows[:100]):
+            raise ConfigError("reference_column", f"the task's rows have no column {explicit!r} (columns: {sorted(rows[0])})")
+        return explicit
+    for name in REFERENCE_COLUMNS:
+        if any(_text(r.get(name)) for r in rows[:100]):
+            return name
+    raise ConfigError(
+        "reference_column",
+        f"the task's rows have none of {list(REFERENCE_COLUMNS)} (columns: {sorted(rows[0])}); name one explicitly",
+    )
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+def build_examples(rows: Sequence[dict[str, Any]], column: str) -> tuple[list[dict[str, Any]], int]:
+    """``([{"prompt", "completion", "row"}], skipped)``: rows with an empty reference are skipped."""
+    examples, skipped = [], 0
+    for row in rows:
+        text = _text(row.get(column))
+        if not text.strip():
+            skipped += 1
+            continue
+        examples.append({"prompt": row["prompt"], "completion": text, "row": row})
+    if not examples:
+        raise ValueError(f"SFT: no row has a non-empty {column!r} reference")
+    return examples, skipped
+
+
+def encode_batch(tokenizer, examples: Sequence[dict[str, Any]], *, eos_id: int, pad_id: int,
+                 max_prompt_tokens: int | None = None, max_completion_tokens: int = 512):
+    """Tensors ``(prompt_ids_BP, prompt_mask_BP, completion_ids_BT, completion_mask_BT)``.
+
+    Prompts are left-padded as for sampling; completions are the reference tokens + EOS, right-padded.
+    """
+    import torch
+
+    from gspo.sampling import encode_prompts
+
+    p_ids, p_mask = encode_prompts(tokenizer, [e["prompt"] for e in examples], max_prompt_tokens=max_prompt_tokens)
+    encoded = tokenizer([e["completion"] for e in examples], add_special_tokens=False)["input_ids"]
+    rows = [(list(ids) + [eos_id])[:max_completion_tokens] for ids in encoded]
+    width = max(len(r) for r in rows)
+    c_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    c_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for b, ids in enumerate(rows):
+        c_ids[b, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        c_mask[b, : len(ids)] = 1
+    return p_ids, p_mask, c_ids, c_mask
+
+
+def _token_nll_sum(model, batch, device):
+    """Sum of the completion tokens' negative log-likelihoods of one micro-batch, and their count."""
+    import torch
+
+    from gspo.trainer.scoring import completion_logprobs
+
+    p_ids, p_mask, c_ids, c_mask = (t.to(device) for t in batch)
+    logp, _ = completion_logprobs(model, p_ids, p_mask, c_ids, c_mask)
+    mask = c_mask.bool()
+    return -torch.where(mask, logp, 0.0).sum(), int(mask.sum())
+
+
+def completion_loss(model, tokenizer, examples: Sequence[dict[str, Any]], *, batch_size: int = 64,
+                    max_prompt_tokens: int | None = None, max_completion_tokens: int = 512) -> float:
+    """Mean per-token cross-entropy of the reference completions (+ EOS) under ``model`` (no gradient)."""
+    import torch
+
+    from gspo.sampling import special_token_ids
+
+    eos_ids, pad_id = special_token_ids(tokenizer, model)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for lo in range(0, len(examples), batch_size):
+            batch = encode_batch(tokenizer, examples[lo : lo + batch_size], eos_id=eos_ids[0], pad_id=pad_id,
+                                 max_prompt_tokens=max_prompt_tokens, max_completion_tokens=max_completion_tokens)
+            nll, n = _token_nll_sum(model, batch, device)
+            total, count = total + float(nll), count + n
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+# ---------------------------------------------------------------------------------------- trainer
+class SFTTrainer:
+    """Fine-tune ``model`` on ``(prompt, reference + EOS)`` pairs with AdamW; evaluate on ``eval_rows``."""
+
+    def __init__(self, model, tokenizer, task, train_rows: Sequence[dict[str, Any]], config: SFTConfig, *,
+                 eval_rows: Sequence[dict[str, Any]] | None = None):
+        import torch
+
+        from gspo.sampling import special_token_ids
+        from gspo.trainer.data_order import PromptOrder
+        from gspo.trainer.optim import build_optimizer, build_scheduler
+
+        self.config = config.validate()
+        self.model, self.tokenizer, self.task = model, tokenizer, task
+        rows = list(train_rows)[: config.train_limit] if config.train_limit else list(train_rows)
+        self.column = pick_reference_column(rows, config.reference_column)
+        self.examples, self.skipped = build_examples(rows, self.column)
+        self.eval_rows = list(eval_rows or [])
+        self.device = next(model.parameters()).device
+        eos_ids, self.pad_id = special_token_ids(tokenizer, model)
+        self.eos_id = eos_ids[0]
+        self.order = PromptOrder(len(self.examples), config.seed)
+        self.max_steps = config.total_steps(len(self.examples))
+        self.optimizer = build_optimizer(model.parameters(), kind="adamw", lr=config.learning_rate,
+                                         weight_decay=config.weight_decay, betas=(0.9, 0.999), eps=1e-8,
+                                         device=self.device)
+        self.scheduler = build_scheduler(self.optimizer, schedule=config.lr_schedule,
+                                         warmup_steps=config.warmup_steps, total_steps=self.max_steps)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.step = 0
+        self.output_dir = Path(config.output_dir)
+        self._torch = torch
+
+    def evaluate(self) -> float | None:
+        """Greedy held-out accuracy with the task's scorer (None when evaluation is off)."""
+        if not self.eval_rows or self.config.eval_limit == 0:
+            return None
+        from gspo.evaluation import evaluate_task
+
+        result = evaluate_task(
+            self.model, self.tokenizer, self.task, self.eval_rows[: self.config.eval_limit], samples=1, greedy=True,
+            max_new_tokens=self.config.eval_max_new_tokens, batch_size=max(self.config.micro_batch_size, 64),
+            seed=self.config.seed,
+        )
+        self.model.train()
+        return float(result.accuracy)
+
+    def reference_accuracy(self, limit: int = 200) -> float:
+        """Fraction of the first ``limit`` references that the task's own scorer accepts."""
+        sample = self.examples[:limit]
+        scores = self.task.score_batch([e["completion"] for e in sample], [e["row"] for e in sample])
+        return sum(float(s) >= 1.0 for s in scores) / len(sample)
+
+    def train_step(self) -> dict[str, Any]:
+        """One optimizer step on the next ``batch_size`` examples; returns its metrics."""
+        torch, cfg = self._torch, self.config
+        t0 = time.perf_counter()
+        batch = [self.examples[i] for i in self.order.take(cfg.batch_size)]
+        micro = [
+            encode_batch(self.tokenizer, batch[lo : lo + cfg.micro_batch_size], eos_id=self.eos_id, pad_id=self.pad_id,
+                         max_prompt_tokens=cfg.max_prompt_tokens, max_completion_tokens=cfg.max_completion_tokens)
+            for lo in range(0, len(batch), cfg.micro_batch_size)
+        ]
+        n_tokens = sum(int(m[3].sum()) for m in micro)
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum = 0.0
+        for mb in micro:
+            nll, _ = _token_nll_sum(self.model, mb, self.device)
+            (nll / n_tokens).backward()
+            loss_sum += float(nll.detach())
+        max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+        skipped = not (torch.isfinite(grad_norm) and math.isfinite(loss_sum))
+        if skipped:
+            logger.warning("sft step %d: non-finite loss or gradient; optimizer step skipped", self.step + 1)
+        else:
+            self.optimizer.step()
+            self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        seconds = time.perf_counter() - t0
+        return {
+            "loss": loss_sum / n_tokens,
+            "grad_norm": float(grad_norm),
+            "lr": self.scheduler.get_last_lr()[0],
+            "tokens": n_tokens,
+            "examples_seen": self.step * cfg.batch_size,
+            "skipped_step": int(skipped),
+            "tokens_per_s": n_tokens / max(seconds, 1e-9),
+            "time/step": seconds,
+        }
+
+    def train(self) -> dict[str, Any]:
+        """The whole run: evaluate, train ``max_steps`` steps (evaluating every ``eval_every``), save, evaluate."""
+        from tqdm.auto import tqdm
+
+        from gspo.trainer import checkpoint as ckpt
+        from gspo.trainer.metrics import MetricsLogger, progress_postfix
+
+        cfg = self.config
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        (self.output_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+        log = MetricsLogger(self.output_dir, tensorboard=cfg.tensorboard)
+        start = time.perf_counter()
+        ref_acc = self.reference_accuracy()
+        if ref_acc < 1.0:
+            logger.warning("SFT: only %.0f%% of the %r references score 1.0 with the task's scorer", 100 * ref_acc, self.column)
+        eval_before = self.evaluate()
+        losses: list[float] = []
+        bar = tqdm(total=self.max_steps, desc="sft", disable=not cfg.progress, dynamic_ncols=True)
+        try:
+            while self.step < self.max_steps:
+                metrics = self.train_step()
+                losses.append(metrics["loss"])
+                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < self.max_steps:
+                    metrics["eval/accuracy"] = self.evaluate()
+                if self.step % cfg.log_every == 0 or self.step == self.max_steps:
+                    log.log(self.step, metrics)
+                bar.set_postfix(progress_postfix(metrics))
+                bar.update(1)
+        finally:
+            bar.close()
+        eval_after = self.evaluate()
+        if eval_after is not None:
+            log.log(self.step, {"eval/accuracy": eval_after})
+        log.close()
+        state = {"kind": "sft", "step": self.step, "eval_before": eval_before, "eval_after": eval_after,
+                 "config": dataclasses.asdict(cfg)}
+        ckpt.save_checkpoint(self.output_dir / "final", self.model, self.tokenizer, state)
+        summary = {
+            "eval_before": eval_before,
+            "eval_after": eval_after,
+            "steps": self.step,
+            "examples_seen": self.step * cfg.batch_size,
+            "train_examples": len(self.examples),
+            "skipped_rows": self.skipped,
+            "reference_column": self.column,
+            "reference_accuracy": ref_acc,
+            "first_loss": losses[0] if losses else None,
+            "final_loss": losses[-1] if losses else None,
+            "train_seconds": time.perf_counter() - start,
+            "algorithm": "sft",
+            "model": cfg.model,
+            "task": cfg.task,
+            "seed": cfg.seed,
+        }
+        (self.output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+        return summary
+
+
+def build_sft_trainer(config: SFTConfig) -> SFTTrainer:
+    """Task, rows, then the model (the order that fails fastest), as ``build_trainer`` does for RL."""
+    import torch
+
+    from gspo.models.loading import load_model_and_tokenizer
+    from gspo.sampling import has_chat_template
+    from gspo.trainer.build import build_task, load_rows, resolve_device, seed_everything
+
+    config.validate()
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    seed_everything(config.seed)
+    device = resolve_device(config.device)
+    task = build_task(config)
+    model, tokenizer = load_model_and_tokenizer(config.model, dtype=config.dtype, device=str(device))
+    chat = config.chat == "yes" or (config.chat == "auto" and has_chat_template(tokenizer))
+    train_rows = load_rows(task, config, config.train_split, chat=chat, limit=config.train_limit)
+    eval_rows = load_rows(task, config, config.eval_split, chat=chat, limit=config.eval_limit) if config.eval_limit else []
+    trainer = SFTTrainer(model, tokenizer, task, train_rows, config, eval_rows=eval_rows)
+    logger.info("sft: model %s on %s; task %s: %d examples (column %r), %d eval rows; %d steps of %d",
+                config.model, device, config.task, len(trainer.examples), trainer.column, len(eval_rows),
+                trainer.max_steps, config.batch_size)
+    return trainer

@@ -1,0 +1,74 @@
+"""The ``gspo`` command: help, config errors before any model loads, and a real train + plot run."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gspo.cli.main import main
+from tests.helpers_tiny import tiny_model_and_tokenizer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(*args, timeout=300):
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    return subprocess.run([sys.executable, "-m", "gspo", *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+
+
+def test_help_lists_subcommands_and_explains_options(capsys):
+    assert main([]) == 0
+    assert "train" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "--group-size" in out and "responses sampled per prompt" in out and "--resume" in out
+
+
+def test_bad_value_is_reported_before_any_model_loads(capsys):
+    assert main(["train", "--group-size", "1", "--model", "/nonexistent"]) == 2
+    err = capsys.readouterr().err
+    assert "group_size" in err and ">= 2" in err
+
+
+def test_unknown_task_is_a_clear_error(capsys):
+    assert main(["train", "--task", "nope", "--model", "/nonexistent"]) == 2
+    assert "unknown task" in capsys.readouterr().err
+
+
+def test_print_config(capsys):
+    assert main(["train", "--print-config", "--max-steps", "3"]) == 0
+    assert "max_steps: 3" in capsys.readouterr().out
+
+
+def test_train_then_plot_through_a_subprocess(tmp_path):
+    model, tok = tiny_model_and_tokenizer(chat=False)
+    model_dir = tmp_path / "model"
+    model.save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    out = tmp_path / "run"
+    res = _run("train", "--model", str(model_dir), "--task", "addition", "--max-steps", "2", "--prompts-per-step", "4",
+               "--group-size", "4", "--max-new-tokens", "4", "--eval-limit", "8", "--output-dir", str(out),
+               "--progress", "false", "--save-steps", "1")
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 2 and 0.0 <= summary["eval_before"] <= 1.0 and 0.0 <= summary["eval_after"] <= 1.0
+    assert (out / "final" / "manifest.json").is_file() and (out / "checkpoints").is_dir()
+    res = _run("train", "--model", str(model_dir), "--task", "addition", "--max-steps", "3", "--prompts-per-step", "4",
+               "--group-size", "4", "--max-new-tokens", "4", "--eval-limit", "8", "--output-dir", str(out),
+               "--progress", "false", "--resume", "true")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "resumed from" in res.stderr
+    assert json.loads((out / "summary.json").read_text())["steps"] == 3
+    res = _run("plot", str(out))
+    assert res.returncode == 0, res.stderr[-2000:]
+    png = out / "training_curves.png"
+    assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_plot_without_metrics_is_a_clear_error(tmp_path, capsys):
+    assert main(["plot", str(tmp_path)]) == 2
+    assert "metrics.jsonl" in capsys.readouterr().err
