@@ -25,6 +25,10 @@ def register(subparsers) -> None:
     )
     p.add_argument("--config", default=None, help="YAML file with config fields (command-line options override it)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
+    p.add_argument("--num-processes", type=int, default=1,
+                   help="data-parallel processes: re-launches this command under `accelerate launch` (GPUs, or CPU with gloo)")
+    p.add_argument("--accelerate-config", default=None,
+                   help="accelerate config file for the launch (e.g. configs/accelerate/fsdp.yaml, deepspeed_zero2.yaml)")
     add_config_arguments(p, GSPOConfig)
 
 
@@ -35,6 +39,8 @@ def run(args) -> int:
         config = load_config(args.config, overrides_from_args(args))
     except ConfigError as exc:
         raise CLIError(str(exc)) from None
+    if (args.num_processes > 1 or args.accelerate_config) and not _inside_launch():
+        return _relaunch(args)
     if args.print_config:
         from gspo.config import to_yaml
 
@@ -48,9 +54,48 @@ def run(args) -> int:
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         raise CLIError(str(exc)) from None
     summary = trainer.train()
+    if not trainer.dist.is_main:
+        return 0
     print(json.dumps(summary, indent=1))
     before, after = summary.get("eval_before"), summary.get("eval_after")
     if before is not None and after is not None:
         print(f"held-out accuracy: before {before:.3f} -> after {after:.3f} ({after - before:+.3f}) "
               f"in {summary['train_seconds']:.0f}s; outputs in {config.output_dir}")
     return 0
+
+
+def _inside_launch() -> bool:
+    from gspo.trainer.distributed import launched_distributed
+
+    return launched_distributed()
+
+
+def _relaunch(args) -> int:
+    """Run the same command under ``accelerate launch`` with the requested process count."""
+    import os
+    import subprocess
+
+    import torch
+
+    argv = sys.argv[sys.argv.index("train") + 1 :] if "train" in sys.argv else []
+    cleaned, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+            continue
+        if token in ("--num-processes", "--accelerate-config"):
+            skip = True
+            continue
+        if token.startswith(("--num-processes=", "--accelerate-config=")):
+            continue
+        cleaned.append(token)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(args.num_processes)]
+    if args.accelerate_config:
+        cmd += ["--config_file", args.accelerate_config]
+    elif not torch.cuda.is_available():
+        cmd += ["--cpu"]
+    else:
+        cmd += ["--multi_gpu"] if args.num_processes > 1 else []
+    cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "gspo", "train", *cleaned]
+    print("launching:", " ".join(cmd), file=sys.stderr)
+    return subprocess.call(cmd, env=dict(os.environ))

@@ -1,1 +1,28 @@
-"""gspo.evaluation"""
+"""``gspo eval``: accuracy and unbiased pass@k per task, with the training sampler and the task's scorer.
+
+- :func:`evaluate_task` -> :class:`EvalResult` (per-row scores and completions, timing, tokens);
+- :func:`pass_at_k`: the unbiased estimator of Chen et al. (2021);
+- :mod:`gspo.evaluation.report`: Markdown / JSON reports and a two-model comparison.
+"""
+
+from gspo.evaluation.evaluate import EvalResult, evaluate_task, pass_at_k
+from gspo.evaluation.report import (
+    comparison_table,
+    markdown_table,
+    report_json,
+    report_markdown,
+    results_from_json,
+    write_report,
+)
+
+__all__ = [
+    "EvalResult",
+    "comparison_table",
+    "evaluate_task",
+    "markdown_table",
+    "pass_at_k",
+    "report_json",
+    "report_markdown",
+    "results_from_json",
+    "write_report",
+]

@@ -79,11 +79,19 @@ def build_trainer(config: GSPOConfig):
     from gspo.sampling import has_chat_template
     from gspo.trainer.trainer import GSPOTrainer
 
+    from gspo.trainer.distributed import launched_distributed
+
     config.validate()
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     seed_everything(config.seed)
     device = resolve_device(config.device)
+    accelerator = None
+    if launched_distributed():
+        from accelerate import Accelerator
+
+        accelerator = Accelerator(cpu=device.type == "cpu")
+        device = accelerator.device
     if config.load_in_4bit and device.type != "cuda":
         raise ConfigError("load_in_4bit", f"QLoRA needs a CUDA device (bitsandbytes 4-bit), got {device.type}")
     task = build_task(config)
@@ -107,4 +115,5 @@ def build_trainer(config: GSPOConfig):
         config.model, sum(p.numel() for p in model.parameters()) / 1e6, device, config.task,
         len(train_rows), len(eval_rows), config.algorithm, config.clip_range,
     )
-    return GSPOTrainer(model, tokenizer, rewards, train_rows, config, eval_task=task, eval_data=eval_rows)
+    return GSPOTrainer(model, tokenizer, rewards, train_rows, config, eval_task=task, eval_data=eval_rows,
+                       accelerator=accelerator)

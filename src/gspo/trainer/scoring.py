@@ -65,8 +65,11 @@ def completion_logprobs(
     temperature: float = 1.0,
     chunk_size: int = 1024,
     with_entropy: bool = False,
+    force_plain: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
     """``(logp_BT, entropy_BT)`` of the completion tokens (float32; entropy detached, or None).
+
+    ``force_plain`` takes the full-logits path (needed when parameters are sharded: FSDP, ZeRO-3).
 
     Prompts are left-padded (as the sampler produces them); positions follow the attention mask, as
     in sampling, so the log-probs equal the sampler's for the same tokens and temperature.
@@ -77,7 +80,7 @@ def completion_logprobs(
     attention_mask = torch.cat([prompt_mask_BP.long(), completion_mask_BT.long()], dim=1)
     position_ids = position_ids_from_mask(attention_mask)
     kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
-    parts = _fast_path_parts(model)
+    parts = None if force_plain else _fast_path_parts(model)
     keep = _accepts_logits_to_keep(model)
 
     if parts is not None:

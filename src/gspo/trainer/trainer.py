@@ -22,6 +22,7 @@ The algorithm is chosen by name (``gspo``, ``gspo-token``, ``grpo``), mapping to
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -33,12 +34,13 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from gspo.config import GSPOConfig
+from gspo.config import ConfigError, GSPOConfig
 from gspo.losses import ALGORITHMS, group_advantages, policy_loss
 from gspo.models.lora import is_peft_model, reference_context
 from gspo.sampling import decode_completions, encode_prompts, sample, special_token_ids
 from gspo.trainer import checkpoint as ckpt
 from gspo.trainer.data_order import PromptOrder
+from gspo.trainer.distributed import Dist
 from gspo.trainer.metrics import MetricsLogger, progress_postfix
 from gspo.trainer.optim import build_optimizer, build_scheduler
 from gspo.trainer.reward_runner import RewardRunner
@@ -83,8 +85,12 @@ class GSPOTrainer:
         eval_task=None,
         eval_data: Sequence[dict[str, Any]] | None = None,
         reward_weights: Sequence[float] | None = None,
+        accelerator=None,
     ):
         self.config = config.validate()
+        self.dist = Dist(accelerator)
+        if config.prompts_per_step % self.dist.world:
+            raise ConfigError("prompts_per_step", f"must be divisible by the number of processes ({self.dist.world}), got {config.prompts_per_step}")
         self.model = model
         self.tokenizer = tokenizer
         self.train_data = list(train_data)
@@ -106,6 +112,8 @@ class GSPOTrainer:
             model.parameters(), kind=config.optimizer, lr=config.learning_rate, weight_decay=config.weight_decay,
             betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_eps, device=self.device,
         )
+        if accelerator is not None:  # wraps the model for DDP / FSDP / DeepSpeed; the schedule stays ours
+            self.model, self.optimizer = accelerator.prepare(model, self.optimizer)
         self.scheduler = build_scheduler(
             self.optimizer, schedule=config.lr_schedule, warmup_steps=config.warmup_steps,
             total_steps=config.max_steps * updates_per_step,
@@ -116,6 +124,8 @@ class GSPOTrainer:
             self.ref_model = copy.deepcopy(model).eval().requires_grad_(False)
         if config.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if hasattr(model, "enable_input_require_grads"):
+                model.enable_input_require_grads()
         self.step = 0
         self.optimizer_steps = 0
         self.skipped_steps = 0
@@ -124,27 +134,46 @@ class GSPOTrainer:
         self.output_dir = Path(config.output_dir)
 
     # ------------------------------------------------------------------ rollout
+    @contextlib.contextmanager
+    def _sampling_model(self):
+        """The plain model for generation (no DDP hooks); FSDP gathers full parameters meanwhile."""
+        if self.dist.sharded_params and "FSDP" in str(self.dist.accelerator.distributed_type):
+            from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+            with FSDP.summon_full_params(self.model, writeback=False, recurse=True):
+                yield self.dist.unwrap(self.model)
+        else:
+            yield self.dist.unwrap(self.model)
+
     def _rollout(self) -> dict[str, Any]:
         cfg = self.config
         G = cfg.group_size
         t0 = time.perf_counter()
-        rows = [self.train_data[i] for i in self.order.take(cfg.prompts_per_step)]
+        # Every process draws the same global prompts and keeps its contiguous share (whole groups).
+        share = cfg.prompts_per_step // self.dist.world
+        global_idx = self.order.take(cfg.prompts_per_step)
+        rows = [self.train_data[i] for i in global_idx[self.dist.rank * share : (self.dist.rank + 1) * share]]
         prompts = [r["prompt"] for r in rows]
         ids_BP, mask_BP = encode_prompts(self.tokenizer, prompts, max_prompt_tokens=cfg.max_prompt_tokens)
         ids_BP = ids_BP.repeat_interleave(G, 0).to(self.device)
         mask_BP = mask_BP.repeat_interleave(G, 0).to(self.device)
-        roll = sample(
-            self.model, ids_BP, mask_BP, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-            top_p=cfg.top_p, top_k=cfg.top_k, eos_token_ids=self.eos_ids, pad_token_id=self.pad_id,
-            generator=self.sample_gen,
-        )
+        with self._sampling_model() as sampler_model:
+            roll = sample(
+                sampler_model, ids_BP, mask_BP, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                top_p=cfg.top_p, top_k=cfg.top_k, eos_token_ids=self.eos_ids, pad_token_id=self.pad_id,
+                generator=self.sample_gen, row_offset=self.dist.rank * share * G, global_rows=cfg.rollout_size,
+            )
         t1 = time.perf_counter()
         completions = decode_completions(self.tokenizer, roll)
         rep_prompts = [p for p in prompts for _ in range(G)]
         columns = {k: [r.get(k) for r in rows for _ in range(G)] for k in rows[0] if k != "prompt"}
         rewards = self.rewards(rep_prompts, completions, columns)
+        # All-gather the (small) reward lists: advantages and logged means then see the global batch.
+        rewards.total = self.dist.gather_objects(rewards.total)
+        rewards.per_function = {k: self.dist.gather_objects(v) for k, v in rewards.per_function.items()}
         rewards_B = torch.tensor(rewards.total, dtype=torch.float32)
-        adv_B = group_advantages(rewards_B, G, scale=cfg.advantage_scale).to(self.device)
+        local = slice(self.dist.rank * share * G, (self.dist.rank + 1) * share * G)
+        adv_B = group_advantages(rewards_B, G, scale=cfg.advantage_scale)[local].to(self.device)
         t2 = time.perf_counter()
         return dict(roll=roll, completions=completions, rewards=rewards, rewards_B=rewards_B, adv_B=adv_B,
                     t_sample=t1 - t0, t_reward=t2 - t1)
@@ -164,7 +193,8 @@ class GSPOTrainer:
     def _score(self, model, roll, idx, with_entropy=False):
         p_ids, p_mask, c_ids, c_mask, last = self._batch(roll, idx)
         logp, ent = completion_logprobs(
-            model, p_ids, p_mask, c_ids, c_mask, temperature=self.config.temperature, with_entropy=with_entropy
+            model, p_ids, p_mask, c_ids, c_mask, temperature=self.config.temperature, with_entropy=with_entropy,
+            force_plain=self.dist.sharded_params,
         )
         return logp, ent, c_mask.bool(), last
 
@@ -182,7 +212,9 @@ class GSPOTrainer:
     # ------------------------------------------------------------------ update
     def _update(self, roll, adv_B: Tensor, old_logp_BT: Tensor | None, ref_logp_BT: Tensor | None) -> dict[str, float]:
         cfg = self.config
-        B = roll.completion_ids_BT.shape[0]
+        B_local = roll.completion_ids_BT.shape[0]
+        B = B_local * self.dist.world  # global rollout size
+        offset = self.dist.rank * B_local
         M = cfg.minibatch_size
         sums: dict[str, float] = {}
         mins, maxs = [], []
@@ -193,33 +225,30 @@ class GSPOTrainer:
         for _epoch in range(cfg.num_epochs):
             perm = torch.randperm(B, generator=self.shuffle_gen).to(self.device)
             for mb in range(cfg.num_minibatches):
-                mb_idx = perm[mb * M : (mb + 1) * M]
+                global_idx = perm[mb * M : (mb + 1) * M]
+                mb_idx = global_idx[(global_idx >= offset) & (global_idx < offset + B_local)] - offset
                 if cfg.aggregation == "token-mean":
-                    normalizer = roll.completion_mask_BT[mb_idx].sum().clamp(min=1).float()
+                    local_tokens = roll.completion_mask_BT[mb_idx].sum().float()
+                    normalizer = self.dist.all_reduce(local_tokens).clamp(min=1)
                 else:
                     normalizer = float(M)
+                # DDP averages gradients over processes: dividing the normaliser by the world size
+                # makes the synchronised gradient the global-batch one.
+                normalizer = normalizer / self.dist.world
                 self.optimizer.zero_grad(set_to_none=True)
                 mb_loss = torch.zeros((), device=self.device)
-                for idx in self._micro_slices(mb_idx):
-                    logp, ent, mask, last = self._score(self.model, roll, idx, with_entropy=True)
-                    old = logp.detach() if old_logp_BT is None else old_logp_BT[idx, :last]
-                    ref = None if ref_logp_BT is None else ref_logp_BT[idx, :last]
-                    loss, stats = policy_loss(
-                        logp, old, adv_B[idx], mask, level=self.level, clip_low=self.clip_low, clip_high=self.clip_high,
-                        aggregation=cfg.aggregation, normalizer=normalizer, ref_logp=ref, kl_coef=cfg.kl_coef,
-                        max_log_ratio=cfg.max_log_ratio,
-                    )
-                    loss.backward()
-                    mb_loss = mb_loss + loss.detach()
-                    w = idx.numel() / B / cfg.num_epochs
-                    for key, value in stats.items():
-                        if key not in ("ratio_min", "ratio_max"):
-                            sums[key] = sums.get(key, 0.0) + w * value
-                    mins.append(stats["ratio_min"])
-                    maxs.append(stats["ratio_max"])
-                    entropies.append((torch.where(mask, ent, 0.0).sum() / mask.sum().clamp(min=1)) * w)
+                micro = list(self._micro_slices(mb_idx)) or [None]
+                for j, idx in enumerate(micro):
+                    with self.dist.no_sync(self.model, active=j < len(micro) - 1):
+                        if idx is None:  # no row of this minibatch here: join the all-reduce with zero
+                            logp, _, _, _ = self._score(self.model, roll, torch.arange(1, device=self.device))
+                            (logp.sum() * 0.0).backward()
+                            continue
+                        mb_loss = mb_loss + self._micro_step(roll, idx, adv_B, old_logp_BT, ref_logp_BT, normalizer,
+                                                             B, sums, mins, maxs, entropies)
+                mb_loss = self.dist.all_reduce(mb_loss)
                 max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+                grad_norm = self.dist.clip_grad_norm(self.model, params, max_norm)
                 if not (torch.isfinite(grad_norm) and torch.isfinite(mb_loss)):
                     self.optimizer.zero_grad(set_to_none=True)
                     skipped += 1
@@ -232,16 +261,41 @@ class GSPOTrainer:
                 grad_norms.append(grad_norm)
         self.optimizer.zero_grad(set_to_none=True)
         self.skipped_steps += skipped
-        out = {k: float(v) for k, v in sums.items()}
+        keys = sorted(sums)
+        reduced = self.dist.all_reduce(torch.stack([torch.as_tensor(sums[k], device=self.device, dtype=torch.float64)
+                                                    for k in keys] + [torch.stack(entropies).sum().double()]))
+        out = {k: float(v) for k, v in zip(keys, reduced[:-1])}
+        inf = torch.tensor(float("inf"), device=self.device, dtype=torch.float64)
         out.update(
             loss=float(torch.stack(losses).mean()),
             grad_norm=float(torch.stack(grad_norms).mean()),
-            ratio_min=float(torch.stack(mins).min()),
-            ratio_max=float(torch.stack(maxs).max()),
-            entropy=float(torch.stack(entropies).sum()),
+            ratio_min=float(self.dist.all_reduce(torch.stack([m.double() for m in mins]).min() if mins else inf, "min")),
+            ratio_max=float(self.dist.all_reduce(torch.stack([m.double() for m in maxs]).max() if maxs else -inf, "max")),
+            entropy=float(reduced[-1]),
             skipped_steps=skipped,
         )
         return out
+
+    def _micro_step(self, roll, idx, adv_B, old_logp_BT, ref_logp_BT, normalizer, B, sums, mins, maxs, entropies) -> Tensor:
+        """Forward + backward of one micro-batch; accumulates its weighted statistics."""
+        cfg = self.config
+        logp, ent, mask, last = self._score(self.model, roll, idx, with_entropy=True)
+        old = logp.detach() if old_logp_BT is None else old_logp_BT[idx, :last]
+        ref = None if ref_logp_BT is None else ref_logp_BT[idx, :last]
+        loss, stats = policy_loss(
+            logp, old, adv_B[idx], mask, level=self.level, clip_low=self.clip_low, clip_high=self.clip_high,
+            aggregation=cfg.aggregation, normalizer=normalizer, ref_logp=ref, kl_coef=cfg.kl_coef,
+            max_log_ratio=cfg.max_log_ratio,
+        )
+        loss.backward()
+        w = idx.numel() / B / cfg.num_epochs
+        for key, value in stats.items():
+            if key not in ("ratio_min", "ratio_max"):
+                sums[key] = sums.get(key, 0.0) + w * value
+        mins.append(stats["ratio_min"])
+        maxs.append(stats["ratio_max"])
+        entropies.append((torch.where(mask, ent, 0.0).sum() / mask.sum().clamp(min=1)) * w)
+        return loss.detach() * self.dist.world
 
     # ------------------------------------------------------------------ one step
     def train_step(self) -> dict[str, Any]:
@@ -298,18 +352,23 @@ class GSPOTrainer:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> float | None:
+        """Greedy accuracy on the held-out rows (main process; the others wait and get the same number)."""
         if self.eval_task is None or not self.eval_data or self.config.eval_limit == 0:
             return None
         from gspo.evaluation import evaluate_task
 
-        rows = self.eval_data[: self.config.eval_limit]
-        result = evaluate_task(
-            self.model, self.tokenizer, self.eval_task, rows, samples=1, greedy=True,
-            max_new_tokens=self.config.eval_max_new_tokens or self.config.max_new_tokens,
-            batch_size=max(self.config.micro_batch_size, 64), seed=self.config.seed,
-        )
+        accuracy = torch.zeros((), dtype=torch.float64, device=self.device)
+        if self.dist.is_main:
+            rows = self.eval_data[: self.config.eval_limit]
+            with self._sampling_model() as model:
+                result = evaluate_task(
+                    model, self.tokenizer, self.eval_task, rows, samples=1, greedy=True,
+                    max_new_tokens=self.config.eval_max_new_tokens or self.config.max_new_tokens,
+                    batch_size=max(self.config.micro_batch_size, 64), seed=self.config.seed,
+                )
+            accuracy += float(result.accuracy)
         self.model.train()
-        return float(result.accuracy)
+        return float(self.dist.all_reduce(accuracy))
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self) -> dict[str, Any]:
@@ -327,7 +386,11 @@ class GSPOTrainer:
         }
 
     def save(self, target: Path) -> Path:
-        return ckpt.save_checkpoint(target, self.model, self.tokenizer, self._state())
+        """Write a checkpoint from the main process; every process waits until it is complete."""
+        if self.dist.is_main:
+            ckpt.save_checkpoint(target, self.dist.unwrap(self.model), self.tokenizer, self._state())
+        self.dist.barrier()
+        return target
 
     def load(self, path: Path) -> None:
         """Restore weights and trainer state from a checkpoint folder (verified against its manifest)."""
@@ -379,14 +442,17 @@ class GSPOTrainer:
             else:
                 self.load(latest)
                 resume_step = self.step
-        (self.output_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
-        metrics_log = MetricsLogger(self.output_dir, tensorboard=cfg.tensorboard, resume_step=resume_step)
+        if self.dist.is_main:
+            (self.output_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+        metrics_log = MetricsLogger(self.output_dir, tensorboard=cfg.tensorboard, resume_step=resume_step,
+                                    enabled=self.dist.is_main)
         start = time.perf_counter()
         if self.eval_before is None:
             self.eval_before = self.evaluate()
             if self.eval_before is not None:
                 logger.info("eval before training: %.3f", self.eval_before)
-        bar = tqdm(total=cfg.max_steps, initial=self.step, desc="gspo", disable=not cfg.progress, dynamic_ncols=True)
+        bar = tqdm(total=cfg.max_steps, initial=self.step, desc="gspo", disable=not (cfg.progress and self.dist.is_main),
+                   dynamic_ncols=True)
         last_metrics: dict[str, Any] = {}
         try:
             while self.step < cfg.max_steps:
@@ -402,7 +468,8 @@ class GSPOTrainer:
                     metrics_log.log(self.step, metrics)
                 if cfg.save_steps and self.step % cfg.save_steps == 0 and self.step < cfg.max_steps:
                     self.save(self.output_dir / "checkpoints" / f"step-{self.step:06d}")
-                    ckpt.prune_checkpoints(self.output_dir, cfg.save_total_limit)
+                    if self.dist.is_main:
+                        ckpt.prune_checkpoints(self.output_dir, cfg.save_total_limit)
                 bar.set_postfix(progress_postfix(metrics))
                 bar.update(1)
         finally:
@@ -414,7 +481,8 @@ class GSPOTrainer:
                 self.best_score = eval_after
                 self.save(self.output_dir / "best")
         self.save(self.output_dir / "final")
-        ckpt.prune_checkpoints(self.output_dir, cfg.save_total_limit)
+        if self.dist.is_main:
+            ckpt.prune_checkpoints(self.output_dir, cfg.save_total_limit)
         metrics_log.close()
         summary = {
             "eval_before": self.eval_before,
@@ -430,5 +498,6 @@ class GSPOTrainer:
             "task": cfg.task,
             "seed": cfg.seed,
         }
-        (self.output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+        if self.dist.is_main:
+            (self.output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
         return summary
