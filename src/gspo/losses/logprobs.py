@@ -21,6 +21,9 @@ import torch
 
 Tensor = torch.Tensor
 
+#: Default chunk budget, in logits elements (float32: 128 MiB).
+CHUNK_ELEMENTS = 1 << 25
+
 
 def _compute_dtype(h: Tensor) -> torch.dtype:
     """float32 for half/bfloat16/float32 inputs, float64 stays float64 (used by exact tests)."""
@@ -97,7 +100,7 @@ def chunked_token_logprobs(
     *,
     bias: Tensor | None = None,
     temperature: float = 1.0,
-    chunk_size: int = 1024,
+    chunk_size: int | None = None,
     with_entropy: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
     """Log-probs of ``targets`` under ``softmax((hidden @ weight.T + bias) / temperature)``.
@@ -108,7 +111,9 @@ def chunked_token_logprobs(
         weight: ``[V, H]`` output-layer weight; ``bias``: optional ``[V]``.
         targets: ``[...]`` token ids (same leading shape as ``hidden``).
         temperature: the sampling temperature τ > 0 (the trainer must score with the sampler's τ).
-        chunk_size: rows per chunk; peak extra memory is about ``chunk_size × V × 4`` bytes (×2 in backward).
+        chunk_size: rows per chunk; peak extra memory is about ``chunk_size × V × 4`` bytes (×2 in
+            backward). ``None`` picks ``CHUNK_ELEMENTS // V`` rows (about 128 MiB of float32 logits:
+            ~220 rows for a 151,936-token vocabulary, one chunk for small vocabularies).
         with_entropy: also return the (detached) entropy of each row's distribution.
 
     Returns:
@@ -116,6 +121,8 @@ def chunked_token_logprobs(
     """
     if temperature <= 0:
         raise ValueError(f"temperature: must be > 0, got {temperature}")
+    if chunk_size is None:
+        chunk_size = max(16, CHUNK_ELEMENTS // weight.shape[0])
     if chunk_size < 1:
         raise ValueError(f"chunk_size: must be >= 1, got {chunk_size}")
     if hidden.shape[:-1] != targets.shape:

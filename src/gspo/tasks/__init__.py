@@ -23,6 +23,7 @@ TASK_REGISTRY: dict[str, str] = {
     "arc_easy": "gspo.tasks.choice:ARCEasyTask",
     "arc_challenge": "gspo.tasks.choice:ARCChallengeTask",
     "jsonl": "gspo.tasks.jsonl:JSONLTask",
+    "mixture": "gspo.tasks.mixture:MixtureTask",
 }
 
 

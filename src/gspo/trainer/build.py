@@ -38,7 +38,7 @@ def build_task(config: GSPOConfig):
     """The task object for ``config.task`` (a single task, or a mixture spec with weights)."""
     from gspo.tasks import TASK_REGISTRY, get_task
 
-    if ":" in config.task or "," in config.task:
+    if any(sep in config.task for sep in (":", ",", "@")):
         from gspo.tasks.mixture import MixtureTask, parse_dataset_spec
 
         try:
@@ -53,6 +53,9 @@ def build_task(config: GSPOConfig):
 
 def load_rows(task, config: GSPOConfig, split: str, *, chat: bool, limit: int | None = None):
     kwargs = dict(chat=chat, limit=limit)
+    is_mixture = type(task).__name__ == "MixtureTask"
+    if config.data_path and is_mixture:
+        raise ConfigError("data_path", "a mixture takes per-task paths in the spec ('gsm8k@/data/gsm8k:0.5,...'), not data_path")
     if config.data_path:
         kwargs["path"] = config.data_path
     return task.load(split, **kwargs)

@@ -14,7 +14,6 @@ bugs, not flaky inputs. Non-finite scores (nan/inf) are treated as missing and c
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 import time
@@ -39,22 +38,10 @@ def reward_name(fn: RewardFn) -> str:
 
 
 def load_reward(spec: str) -> RewardFn:
-    """A reward by registered name or ``module:function`` dotted path."""
-    if ":" in spec:
-        module_name, _, attr = spec.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise ValueError(f"rewards: cannot import module {module_name!r} for {spec!r}: {exc}") from None
-        fn = getattr(module, attr, None)
-        if not callable(fn):
-            raise ValueError(f"rewards: {spec!r}: module {module_name!r} has no callable {attr!r}")
-        return fn
-    try:
-        from gspo.rewards.registry import get_reward
-    except ImportError as exc:  # pragma: no cover
-        raise ValueError(f"rewards: unknown reward {spec!r} (registry unavailable: {exc})") from None
-    return get_reward(spec)
+    """A reward by registered name or ``module:function`` dotted path (see ``gspo.rewards.registry``)."""
+    from gspo.rewards.registry import resolve_reward
+
+    return resolve_reward(spec)
 
 
 @dataclass

@@ -63,7 +63,7 @@ def completion_logprobs(
     completion_mask_BT: Tensor,
     *,
     temperature: float = 1.0,
-    chunk_size: int = 1024,
+    chunk_size: int | None = None,
     with_entropy: bool = False,
     force_plain: bool = False,
 ) -> tuple[Tensor, Tensor | None]:

@@ -102,8 +102,8 @@ class SFTConfig:
     """Passes over the train rows when max_steps is 0 (fractions allowed)."""
     max_steps: int = 0
     """Optimizer steps (0: derived from epochs: ceil(epochs × rows / batch_size)). The data order wraps into new epochs."""
-    learning_rate: float = 1e-3
-    """Peak learning rate of AdamW."""
+    learning_rate: float = 3e-4
+    """Peak learning rate of AdamW (3e-4 suits the embedded adder; large pretrained models want ~1e-5)."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     max_grad_norm: float = 1.0
