@@ -451,6 +451,22 @@ def test_fill_the_disk():
     assert r.status == "failed" and "No space left" in r.stderr
 
 
+def test_change_cwd_and_environment():
+    """The fixture checks that our cwd and environment are unchanged afterwards."""
+    attack(f"""
+        import os
+        os.chdir('/')
+        os.environ['GSPO_FAKE_SECRET'] = 'overwritten'
+        os.environ['PATH'] = '/nowhere'
+        os.putenv('HOME', '/nowhere')
+        for target in ('/proc/{os.getpid()}/cwd', '/proc/1/cwd'):
+            try:
+                os.symlink('/', target)
+            except OSError:
+                pass
+    """)
+
+
 # --- secrets -----------------------------------------------------------------------------------
 
 def test_environment_secrets_invisible():
