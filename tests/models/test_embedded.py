@@ -50,7 +50,8 @@ def test_shipped_model_and_tokenizer_load_offline_and_round_trip(shipped):
     assert tokenizer.decode(tokenizer("12 * 3 - 4", add_special_tokens=False)["input_ids"]) == "12 * 3 - 4"
     assert tokenizer.padding_side == "left"
     assert len({tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id}) == 3
-    chat = tokenizer.apply_chat_template([{"role": "user", "content": "47+38="}], add_generation_prompt=True, tokenize=False)
+    messages = [{"role": "user", "content": "47+38="}]
+    chat = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     assert tokenizer(chat, add_special_tokens=False)["input_ids"] == tokenizer("47+38=")["input_ids"]
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([ids])).logits
@@ -97,5 +98,11 @@ def test_pretraining_runs_and_is_deterministic(tmp_path):
     assert set(probe) >= {"greedy_accuracy", "sampled_accuracy", "sampled_no_carry"}
     # re-running into an existing folder replaces it (atomically, via a temporary sibling)
     pretrain_embedded_model(first, config=PretrainConfig(**{**TINY, "seed": 1}), evaluate=False, verbose=False)
-    assert not torch.equal(load_file(first / "model.safetensors")["model.embed_tokens.weight"], weights_a["model.embed_tokens.weight"])
+    key = "model.embed_tokens.weight"
+    assert not torch.equal(load_file(first / "model.safetensors")[key], weights_a[key])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError):
+        pretrain_embedded_model(tmp_path / "precious", config=PretrainConfig(**TINY), evaluate=False, verbose=False)
+    assert (tmp_path / "precious" / "notes.txt").exists()

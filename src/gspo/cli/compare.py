@@ -6,6 +6,8 @@
 Every ``GSPOConfig`` field is accepted as ``--field value`` (or in ``--config`` YAML) and applies to every
 run; ``algorithm`` is set per run, ``seed`` is the first seed of ``--seeds N``, and ``--output-dir`` is
 the report folder (default ``runs/compare``; each run writes to ``OUTPUT_DIR/runs/<algo>-seed<S>``).
+Without ``--eval-every`` the runs evaluate every ``max(1, max_steps // 8)`` steps, so that every run has
+a held-out accuracy curve of about 8 points.
 See :mod:`gspo.experiments.compare` for what "matched" means and the collapse criterion.
 """
 
@@ -62,6 +64,7 @@ def run(args) -> int:
             raise ConfigError("algorithm", "is chosen per run by --algos; remove it from the YAML file")
         values.update(overrides_from_args(args))
         values.setdefault("output_dir", DEFAULT_OUTPUT_DIR)
+        values.setdefault("eval_every", 0)  # not given: run_comparison picks max(1, max_steps // 8)
         base = from_dict(GSPOConfig, values, source=args.config or "command line").validate()
         algos = parse_algos(args.algos)
         seeds = parse_seeds(args.seeds, base.seed)

@@ -25,12 +25,13 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--cache-dir",
         default=None,
-        help="smollm2: cache root (default $GSPO_CACHE or ~/.cache/gspo); the model goes to <root>/models/SmolLM2-135M-Instruct",
+        help="smollm2: cache root (default $GSPO_CACHE or ~/.cache/gspo); "
+        "the model goes to <root>/models/SmolLM2-135M-Instruct",
     )
     parser.add_argument("--force", action="store_true", help="smollm2: prepare again even if already prepared")
-    parser.add_argument("--output", default=None, help="embedded: folder to write the re-pretrained model to (required)")
+    parser.add_argument("--output", default=None, help="embedded: folder to write the model to (required)")
     parser.add_argument("--seed", type=int, default=0, help="embedded: pretraining seed (default 0, the shipped model)")
-    parser.add_argument("--steps", type=int, default=None, help="embedded: optimisation steps (default: the shipped model's)")
+    parser.add_argument("--steps", type=int, default=None, help="embedded: optimisation steps (default: as shipped)")
     parser.add_argument("--threads", type=int, default=1, help="embedded: torch CPU threads (default 1)")
 
 

@@ -55,8 +55,8 @@ class GSPOConfig:
     """Held-out split used for evaluation before, during and after training."""
     eval_limit: int = 500
     """Number of held-out prompts to evaluate on (0 disables evaluation)."""
-    eval_every: int = 0
-    """Evaluate every N steps (0: only before and after training). Needed for the 'best' checkpoint."""
+    eval_every: int = 10
+    """Evaluate every N steps (0: only before and after training). Also decides the 'best' checkpoint."""
     eval_max_new_tokens: Optional[int] = None
     """Max new tokens at evaluation (None: same as max_new_tokens)."""
     chat: Literal["auto", "yes", "no"] = "auto"

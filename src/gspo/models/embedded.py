@@ -156,7 +156,8 @@ def _encode_corpus(tokenizer, pairs: Sequence[tuple[int, int]], teacher_correct_
     ids = torch.tensor([r + [tokenizer.pad_token_id] * (length - len(r)) for r, _ in rows], dtype=torch.long)
     labels = torch.tensor([r + [-100] * (length - len(r)) for _, r in rows], dtype=torch.long)
     pairs_count = len(pairs)
-    return ids.view(pairs_count, 2, length), labels.view(pairs_count, 2, length), torch.tensor(weights).view(pairs_count, 2)
+    shape = (pairs_count, 2, length)
+    return ids.view(shape), labels.view(shape), torch.tensor(weights).view(pairs_count, 2)
 
 
 def _weighted_nll(model, ids, labels, weights):
@@ -181,7 +182,9 @@ def pretrain(config: PretrainConfig, *, log_every: int = 100, verbose: bool = Tr
     model = build_model(config, tokenizer)
     train_pairs = split_pairs()["train"]
     ids, labels, weights = _encode_corpus(tokenizer, train_pairs, config.teacher_correct_prob)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.98), weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, betas=(0.9, 0.98), weight_decay=config.weight_decay
+    )
 
     def lr_factor(step: int) -> float:
         if step < config.warmup_steps:
@@ -220,7 +223,9 @@ def pretrain(config: PretrainConfig, *, log_every: int = 100, verbose: bool = Tr
     return model, tokenizer, info
 
 
-def sample_answers(model, tokenizer, prompts: Sequence[str], *, greedy: bool, samples: int = 1, max_new_tokens: int = 4, seed: int = 0) -> list[list[str]]:
+def sample_answers(
+    model, tokenizer, prompts: Sequence[str], *, greedy: bool, samples: int = 1, max_new_tokens: int = 4, seed: int = 0
+) -> list[list[str]]:
     """Decode ``samples`` completions per prompt (greedy, or sampling at temperature 1).
 
     A small self-contained loop for probing the embedded model (all addition prompts have the same
@@ -254,8 +259,14 @@ def sample_answers(model, tokenizer, prompts: Sequence[str], *, greedy: bool, sa
     return [texts[i * samples : (i + 1) * samples] for i in range(len(prompts))]
 
 
-def probe_misconception(model, tokenizer, pairs: Sequence[tuple[int, int]], *, samples: int = 16, seed: int = 0) -> dict[str, float]:
-    """Greedy and sampled (T=1) accuracy on ``pairs`` and how often samples give ``sum - 10``."""
+def probe_misconception(
+    model, tokenizer, pairs: Sequence[tuple[int, int]], *, samples: int = 16, seed: int = 0
+) -> dict[str, float]:
+    """Greedy and sampled (T=1) accuracy on ``pairs``, and how often answers are ``sum - 10``.
+
+    Keys: ``greedy_accuracy``, ``greedy_no_carry`` (fraction of greedy answers that forgot the
+    carry), ``sampled_accuracy`` and ``sampled_no_carry`` (over ``samples`` draws per pair).
+    """
     from gspo.tasks.arithmetic import correct_answer, format_prompt, no_carry_answer
 
     prompts = [format_prompt(a, b) for a, b in pairs]
@@ -286,7 +297,8 @@ def pretrain_embedded_model(
     """Pretrain the embedded model and save it (weights, tokenizer, ``pretrain_info.json``) to ``output_dir``.
 
     ``config`` overrides every setting (then ``seed`` and ``steps`` are ignored). The folder is
-    written to a temporary sibling first and renamed into place, replacing an existing one. With
+    written to a temporary sibling first and renamed into place, replacing an existing model folder
+    (one with a ``config.json``; any other non-empty path raises ``FileExistsError``). With
     ``evaluate`` the info file also records the probe on the held-out carry pairs.
     """
     import torch
@@ -296,13 +308,17 @@ def pretrain_embedded_model(
     config = config or PretrainConfig(seed=seed, steps=steps)
     model, tokenizer, info = pretrain(config, log_every=log_every, verbose=verbose)
     if evaluate:
+        carry_pairs = AdditionTask(test_carry="only").pairs("test")
+        no_carry_pairs = AdditionTask(test_carry="none").pairs("test")
         with torch.no_grad():
-            info["heldout_carry_probe"] = probe_misconception(model, tokenizer, AdditionTask(test_carry="only").pairs("test"))
-            info["heldout_no_carry_probe"] = probe_misconception(model, tokenizer, AdditionTask(test_carry="none").pairs("test"))
+            info["heldout_carry_probe"] = probe_misconception(model, tokenizer, carry_pairs)
+            info["heldout_no_carry_probe"] = probe_misconception(model, tokenizer, no_carry_pairs)
         if verbose:
             print(f"[pretrain] held-out carry pairs: {info['heldout_carry_probe']}", flush=True)
             print(f"[pretrain] held-out no-carry pairs: {info['heldout_no_carry_probe']}", flush=True)
     output = Path(output_dir).resolve()
+    if output.exists() and not (output.is_dir() and (not any(output.iterdir()) or (output / "config.json").is_file())):
+        raise FileExistsError(f"{output} exists and is not a model folder; refusing to replace it")
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:

@@ -451,6 +451,7 @@ class GSPOTrainer:
             self.eval_before = self.evaluate()
             if self.eval_before is not None:
                 logger.info("eval before training: %.3f", self.eval_before)
+                metrics_log.log(0, {"eval/accuracy": self.eval_before})
         bar = tqdm(total=cfg.max_steps, initial=self.step, desc="gspo", disable=not (cfg.progress and self.dist.is_main),
                    dynamic_ncols=True)
         last_metrics: dict[str, Any] = {}
