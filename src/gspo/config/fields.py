@@ -70,6 +70,14 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+def _short(value: Any) -> str:
+    """repr() for messages; huge integers (whose repr can itself fail) are summarised."""
+    if isinstance(value, int) and value.bit_length() > 256:
+        return f"an integer of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
 def coerce(name: str, value: Any, tp: Any) -> Any:
     """Convert ``value`` (from YAML or a command-line string) to type ``tp``, or raise ConfigError."""
     base, optional = _unwrap_optional(tp)
@@ -101,10 +109,17 @@ def coerce(name: str, value: Any, tp: Any) -> Any:
     if base is int:
         if isinstance(value, bool):
             raise ConfigError(name, f"must be an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
         try:
             as_float = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(name, f"must be an integer, got {value!r}") from None
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError(name, f"must be an integer, got {_short(value)}") from None
         if not as_float.is_integer():
             raise ConfigError(name, f"must be an integer, got {value!r}")
         return int(as_float)
@@ -113,8 +128,8 @@ def coerce(name: str, value: Any, tp: Any) -> Any:
             raise ConfigError(name, f"must be a number, got {value!r}")
         try:
             return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(name, f"must be a number, got {value!r}") from None
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError(name, f"must be a number, got {_short(value)}") from None
     if base is str:
         if not isinstance(value, (str, int, float)):
             raise ConfigError(name, f"must be a string, got {value!r}")
@@ -128,6 +143,8 @@ def from_dict(cls: type, values: dict[str, Any], *, source: str = "config") -> A
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in values.items():
+        if not isinstance(key, str):
+            raise ConfigError(str(key), f"field names must be strings, got {key!r} ({type(key).__name__}) in {source}")
         name = key.replace("-", "_")
         if name not in names:
             close = [n for n in sorted(names) if name[:4] in n]
@@ -143,7 +160,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError("config", f"file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError) as exc:
+        raise ConfigError("config", f"{path} is not a readable UTF-8 text file ({exc})") from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError("config", f"{path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):

@@ -231,6 +231,7 @@ class GSPOConfig:
         need(bool(self.lora_target_modules.strip()), "lora_target_modules", "must name modules or 'all-linear'")
         need(not self.load_in_4bit or self.lora_r > 0, "load_in_4bit", "needs lora_r > 0 (QLoRA trains adapters only)")
         need(bool(self.rewards), "rewards", "must list at least one reward function")
+        need(all(math.isfinite(w) for w in self.reward_weights), "reward_weights", "must be finite numbers")
         need(
             not self.reward_weights or len(self.reward_weights) == len(self.rewards),
             "reward_weights",

