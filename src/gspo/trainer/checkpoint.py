@@ -227,3 +227,29 @@ def restore_rng_state(state: dict, generators: dict[str, torch.Generator]) -> No
         torch.cuda.set_rng_state_all(state["cuda"])
     for name, g in generators.items():
         g.set_state(state["generators"][name])
+
+
+def load_model_weights(model, path: Path, device) -> None:
+    """Load a checkpoint's safetensors into ``model`` in place (full weights, or a PEFT adapter)."""
+    from safetensors.torch import load_file
+
+    from gspo.trainer.scoring import unwrap_model
+
+    weights = {}
+    for file in sorted(Path(path).glob("*.safetensors")):
+        weights.update(load_file(str(file), device=str(device)))
+    bare = model.module if hasattr(model, "module") else model
+    if hasattr(bare, "peft_config") and hasattr(bare, "get_base_model"):
+        from peft import set_peft_model_state_dict
+
+        result = set_peft_model_state_dict(bare, weights)
+        unexpected = list(getattr(result, "unexpected_keys", []) or [])
+        missing: list[str] = []
+    else:
+        inner = unwrap_model(model)
+        result = inner.load_state_dict(weights, strict=False)
+        tied = getattr(inner, "_tied_weights_keys", None) or {}
+        missing = [k for k in result.missing_keys if k not in tied]  # tied weights are saved once
+        unexpected = list(result.unexpected_keys)
+    if unexpected or missing:
+        raise CheckpointError(f"checkpoint {path}: weights do not match the model (unexpected {unexpected[:5]}, missing {missing[:5]})")

@@ -413,15 +413,8 @@ class GSPOTrainer:
 
     def load(self, path: Path) -> None:
         """Restore weights and trainer state from a checkpoint folder (verified against its manifest)."""
-        from safetensors.torch import load_file
-
         state = ckpt.load_trainer_state(path)
-        weights = {}
-        for file in sorted(Path(path).glob("*.safetensors")):
-            weights.update(load_file(str(file), device=str(self.device)))
-        missing, unexpected = self._load_weights(weights)
-        if unexpected:
-            raise ckpt.CheckpointError(f"checkpoint {path}: unexpected weights {unexpected[:5]}")
+        ckpt.load_model_weights(self.model, path, self.device)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.order.load_state_dict(state["data_order"])
@@ -430,22 +423,6 @@ class GSPOTrainer:
         self.skipped_steps, self.best_score = state["skipped_steps"], state["best_score"]
         self.eval_before = state.get("eval_before")
         logger.info("resumed from %s at step %d", path, self.step)
-
-    def _load_weights(self, weights: dict[str, Tensor]):
-        from gspo.trainer.scoring import unwrap_model
-
-        model = self.model
-        if hasattr(model, "get_base_model") and hasattr(model, "peft_config"):
-            from peft import set_peft_model_state_dict
-
-            result = set_peft_model_state_dict(model, weights)
-            return [], list(getattr(result, "unexpected_keys", []))
-        inner = unwrap_model(model)
-        result = inner.load_state_dict(weights, strict=False)
-        # tied weights are saved once; anything else missing is an error
-        tied = getattr(inner, "_tied_weights_keys", None) or {}
-        missing = [k for k in result.missing_keys if k not in tied]
-        return missing, list(result.unexpected_keys)
 
     # ------------------------------------------------------------------ the run
     def train(self) -> dict[str, Any]:
