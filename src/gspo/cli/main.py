@@ -13,7 +13,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+# Idle OpenMP threads sleep instead of spinning: on a shared CPU, spinning made 2-thread steps 3x slower
+# than 1-thread ones (benchmarks/README.md, R9). Set before torch is imported; a user's value wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 #: subcommand name -> module under gspo.cli
 SUBCOMMANDS: dict[str, str] = {

@@ -1,6 +1,6 @@
 """Optimizer and learning-rate schedule.
 
-AdamW from torch, or 8-bit AdamW from bitsandbytes on CUDA (``optimizer="adamw_8bit"``); on CPU, or
+AdamW from torch (the fused kernel where supported), or 8-bit AdamW from bitsandbytes on CUDA (``optimizer="adamw_8bit"``); on CPU, or
 without bitsandbytes, the 8-bit request falls back to plain AdamW with a logged message. The schedule
 is linear warm-up then constant, linear decay or cosine decay over the run's optimizer steps.
 """
@@ -29,7 +29,11 @@ def build_optimizer(params, *, kind: str, lr: float, weight_decay: float, betas:
                 return bnb.optim.AdamW8bit(params, lr=lr, weight_decay=weight_decay, betas=betas, eps=eps)
             except ImportError:
                 logger.warning("optimizer: bitsandbytes is not installed (pip install 'gspo[gpu]'); using plain AdamW")
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=betas, eps=eps, foreach=True)
+    # fused AdamW: one kernel per step, ~5x faster than foreach on CPU for SmolLM2 (benchmarks/README.md, R1)
+    try:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=betas, eps=eps, fused=True)
+    except (RuntimeError, ValueError):  # a device/dtype the fused kernel does not support
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=betas, eps=eps, foreach=True)
 
 
 def build_scheduler(optimizer, *, schedule: str, warmup_steps: int, total_steps: int):
