@@ -19,12 +19,13 @@ Shape suffixes: B batch, P prompt length, T completion length, V vocabulary.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+
+from gspo.models.introspect import accepts_kwarg
 
 
 @dataclass
@@ -67,20 +68,6 @@ def position_ids_from_mask(mask_BS: torch.Tensor) -> torch.Tensor:
     absolute position embeddings (GPT-2) see the same positions the sampler did.
     """
     return (mask_BS.long().cumsum(-1) - 1).clamp_min(0)
-
-
-def _unwrap(model):
-    """The module whose ``forward`` signature tells which keyword arguments it accepts."""
-    if hasattr(model, "get_base_model"):  # peft
-        model = model.get_base_model()
-    return getattr(model, "module", model)  # DDP and friends
-
-
-def _accepts(model, name: str) -> bool:
-    try:
-        return name in inspect.signature(_unwrap(model).forward).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _model_device(model) -> torch.device:
@@ -240,8 +227,8 @@ def _sample_loop(
     if not bool(prompt_mask_BP[:, -1].all()):
         raise ValueError("prompts must be left padded: the last column of prompt_mask_BP must be all ones")
 
-    use_positions = _accepts(model, "position_ids")
-    extra = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
+    use_positions = accepts_kwarg(model, "position_ids")
+    extra = {"logits_to_keep": 1} if accepts_kwarg(model, "logits_to_keep") else {}
 
     # The attention mask for the whole run, sliced per step: prompt mask, then ones for new tokens
     # (a finished row keeps attending to its pads; its outputs are discarded anyway).

@@ -53,8 +53,9 @@ def build_task(config: GSPOConfig):
 
 def load_rows(task, config: GSPOConfig, split: str, *, chat: bool, limit: int | None = None):
     kwargs = dict(chat=chat, limit=limit)
-    is_mixture = type(task).__name__ == "MixtureTask"
-    if config.data_path and is_mixture:
+    from gspo.tasks.mixture import MixtureTask
+
+    if config.data_path and isinstance(task, MixtureTask):
         raise ConfigError("data_path", "a mixture takes per-task paths in the spec ('gsm8k@/data/gsm8k:0.5,...'), not data_path")
     if config.data_path:
         kwargs["path"] = config.data_path

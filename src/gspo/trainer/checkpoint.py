@@ -233,7 +233,7 @@ def load_model_weights(model, path: Path, device) -> None:
     """Load a checkpoint's safetensors into ``model`` in place (full weights, or a PEFT adapter)."""
     from safetensors.torch import load_file
 
-    from gspo.trainer.scoring import unwrap_model
+    from gspo.models.introspect import unwrap_model
 
     weights = {}
     for file in sorted(Path(path).glob("*.safetensors")):

@@ -13,24 +13,14 @@ Cohere's logit scale, a non-Linear head) take the plain path: full logits of com
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 from torch import nn
 
 from gspo.losses import chunked_token_logprobs
+from gspo.models.introspect import accepts_kwarg, unwrap_model
 from gspo.sampling.generate import position_ids_from_mask
 
 Tensor = torch.Tensor
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The underlying ``PreTrainedModel``: strips DDP/``accelerate`` wrappers and PEFT."""
-    while hasattr(model, "module") and isinstance(model.module, nn.Module):
-        model = model.module
-    if hasattr(model, "get_base_model"):
-        model = model.get_base_model()
-    return model
 
 
 def _fast_path_parts(model: nn.Module):
@@ -46,13 +36,6 @@ def _fast_path_parts(model: nn.Module):
     if not isinstance(head, nn.Linear) or not isinstance(backbone, nn.Module) or backbone is inner:
         return None
     return backbone, head
-
-
-def _accepts_logits_to_keep(model: nn.Module) -> bool:
-    try:
-        return "logits_to_keep" in inspect.signature(unwrap_model(model).forward).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def completion_logprobs(
@@ -81,7 +64,7 @@ def completion_logprobs(
     position_ids = position_ids_from_mask(attention_mask)
     kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
     parts = None if force_plain else _fast_path_parts(model)
-    keep = _accepts_logits_to_keep(model)
+    keep = accepts_kwarg(model, "logits_to_keep")
 
     if parts is not None:
         backbone, head = parts
