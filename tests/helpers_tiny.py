@@ -147,7 +147,9 @@ class ForcedEOS(torch.nn.Module):
     """Wraps a causal LM; row b emits ``eos_id`` as its ``eos_at[b]``-th new token (1-based, None: never).
 
     Records, per call, the input shape and whether the module was in training mode, so tests can
-    check the prompt is run once, decode steps feed one token, and the loop stops early.
+    check the prompt is run once, decode steps feed one token, and the loop stops early. When the
+    sampler drops finished rows from the batch, the rows that are gone are exactly those already
+    forced to EOS (the only way a row finishes here), so the wrapper follows the compaction.
     """
 
     def __init__(self, model, eos_id: int, eos_at: list[int | None], ban_ids: tuple[int, ...] = ()):
@@ -161,14 +163,22 @@ class ForcedEOS(torch.nn.Module):
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None,
                 use_cache=None, logits_to_keep=0):
-        if past_key_values is None:
+        if past_key_values is None or past_key_values.get_seq_length() == 0:  # a prefill
             self._step = 0
+            # a prefill of distinct prompts (sample(repeats=G)) forces nothing; rows start at the first decode
+            self._rows = list(range(len(self.eos_at))) if input_ids.shape[0] == len(self.eos_at) else None
+        elif self._rows is None:
+            self._rows = list(range(input_ids.shape[0]))
+        if self._rows is not None and input_ids.shape[0] < len(self._rows):  # the sampler dropped finished rows
+            self._rows = [r for r in self._rows if not (self.eos_at[r] is not None and self.eos_at[r] <= self._step)]
+            assert len(self._rows) == input_ids.shape[0], "ForcedEOS cannot follow this batch change"
         self.calls.append((tuple(input_ids.shape), self.training))
         out = self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                          past_key_values=past_key_values, use_cache=use_cache, logits_to_keep=logits_to_keep)
         logits = out.logits.clone()
         logits[..., list(self.ban_ids)] = -1e4
-        for b, at in enumerate(self.eos_at):
+        for b, row in enumerate(self._rows or ()):
+            at = self.eos_at[row]
             if at is not None and self._step == at - 1:
                 logits[b, -1, self.eos_id] = 1e4
         self._step += 1

@@ -16,9 +16,19 @@ def _tiny_lm(vocab=300, seed=0):
     return LlamaForCausalLM(cfg).float()
 
 
+@pytest.fixture(params=["saved-probs", "recompute"])
+def backward_mode(request, monkeypatch):
+    """Both backward paths: probabilities kept from forward (small inputs) or logits recomputed."""
+    import gspo.losses.logprobs as lp
+
+    if request.param == "recompute":
+        monkeypatch.setattr(lp, "SAVE_PROBS_BYTES", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 @pytest.mark.parametrize("chunk_size", [1, 7, 4096])
-def test_chunked_logprobs_match_log_softmax_on_a_tiny_causal_lm(temperature, chunk_size):
+def test_chunked_logprobs_match_log_softmax_on_a_tiny_causal_lm(temperature, chunk_size, backward_mode):
     model = _tiny_lm()
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(0, 300, (3, 11), generator=g)
@@ -45,7 +55,7 @@ def test_chunked_logprobs_match_log_softmax_on_a_tiny_causal_lm(temperature, chu
     torch.testing.assert_close(entropy, -(p * torch.log(p)).sum(-1), rtol=1e-4, atol=1e-5)
 
 
-def test_gradcheck_float64_with_bias_and_temperature():
+def test_gradcheck_float64_with_bias_and_temperature(backward_mode):
     g = torch.Generator().manual_seed(0)
     hidden = torch.randn(5, 4, dtype=torch.float64, generator=g, requires_grad=True)
     weight = torch.randn(9, 4, dtype=torch.float64, generator=g, requires_grad=True)

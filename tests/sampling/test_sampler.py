@@ -71,7 +71,12 @@ def test_early_stop_and_prompt_run_once(llama_and_tok):
     assert r.completion_ids_BT.shape == (2, 3)  # trimmed to the longest completion
     assert r.finished_B.all()
     shapes = [shape for shape, _ in wrapped.calls]
-    assert shapes == [tuple(ids_BP.shape), (2, 1), (2, 1)]  # prefill once, then one token per step
+    # prefill once, then one token per step; row 0 finished at step 2, so step 3 runs row 1 alone
+    assert shapes == [tuple(ids_BP.shape), (2, 1), (1, 1)]
+    r_full = sample(ForcedEOS(model, tok.eos_token_id, eos_at=[2, 3], ban_ids=(tok.eos_token_id,)), ids_BP, mask_BP,
+                    max_new_tokens=50, eos_token_ids=[tok.eos_token_id], pad_token_id=tok.pad_token_id, greedy=True,
+                    compact=False)
+    assert torch.equal(r_full.completion_ids_BT, r.completion_ids_BT)
 
 
 def test_stop_check_every_still_trims(llama_and_tok):
@@ -206,3 +211,71 @@ def test_layout_independent_sampling_does_not_depend_on_the_split(llama_and_tok)
     # and it is a real sampler: different seeds give different tokens
     other = sample(model, ids, mask, generator=torch.Generator().manual_seed(6), global_rows=4, **kw)
     assert not torch.equal(other.completion_ids_BT[:, :2], whole.completion_ids_BT[:, :2])
+
+
+def _straightforward(monkeypatch):
+    """Context: sample() with the model's own growing DynamicCache instead of the preallocated one."""
+    import gspo.sampling.generate as generate
+
+    monkeypatch.setattr(generate, "preallocated_cache", lambda model, capacity: None)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gpt2"])
+def test_fast_paths_match_the_straightforward_sampler(tiny_by_arch, arch, monkeypatch):
+    """Preallocated KV cache + prefill-once repeats + compaction == DynamicCache, repeated prompts, full batch."""
+    model, tok = tiny_by_arch(arch)
+    ids_bP, mask_bP = _batch(tok)
+    G = 3
+    eos, pad = special_token_ids(tok, model)
+    # end rows early and at different steps, so compaction happens several times
+    wrapped = ForcedEOS(model, eos[0], eos_at=[2, None, 4, 2, 7, 3, None, 5, 2, 6, 9, 4])
+    kw = dict(max_new_tokens=10, temperature=0.9, top_k=30, eos_token_ids=eos, pad_token_id=pad, global_rows=4 * G)
+    wrapped.config = model.config  # let the sampler build its preallocated cache through the wrapper
+    fast = sample(wrapped, ids_bP, mask_bP, generator=torch.Generator().manual_seed(11), repeats=G, **kw)
+    assert len(wrapped.calls) > 1 and wrapped.calls[-1][0][0] < 4 * G  # the batch did shrink
+    with monkeypatch.context() as m:
+        _straightforward(m)
+        wrapped.calls.clear()
+        plain = sample(wrapped, ids_bP.repeat_interleave(G, 0), mask_bP.repeat_interleave(G, 0),
+                       generator=torch.Generator().manual_seed(11), compact=False, **kw)
+    assert all(shape[0] == 4 * G for shape, _ in wrapped.calls)
+    assert torch.equal(fast.prompt_ids_BP, plain.prompt_ids_BP)
+    assert torch.equal(fast.completion_ids_BT, plain.completion_ids_BT)
+    assert torch.equal(fast.completion_mask_BT, plain.completion_mask_BT)
+    assert torch.equal(fast.finished_B, plain.finished_B)
+    torch.testing.assert_close(fast.logp_BT, plain.logp_BT, atol=1e-5, rtol=0)
+    # greedy too (no ForcedEOS: the model's own stopping)
+    g_fast = _run(model, tok, ids_bP, mask_bP, greedy=True, repeats=2)
+    with monkeypatch.context() as m:
+        _straightforward(m)
+        g_plain = _run(model, tok, ids_bP.repeat_interleave(2, 0), mask_bP.repeat_interleave(2, 0), greedy=True,
+                       compact=False)
+    assert torch.equal(g_fast.completion_ids_BT, g_plain.completion_ids_BT)
+
+
+def test_preallocated_layer_equals_dynamic_layer_and_grows():
+    from transformers.cache_utils import DynamicLayer
+
+    from gspo.sampling.kv_cache import PreallocatedLayer
+
+    gen = torch.Generator().manual_seed(0)
+    fast, plain = PreallocatedLayer(capacity=5), DynamicLayer()
+    for new in (3, 1, 1, 1, 4, 1):  # overflows the capacity of 5 twice
+        k, v = torch.randn(2, 3, new, 4, generator=gen), torch.randn(2, 3, new, 4, generator=gen)
+        fk, fv = fast.update(k, v)
+        pk, pv = plain.update(k, v)
+        assert torch.equal(fk, pk) and torch.equal(fv, pv)
+        assert fast.get_seq_length() == plain.get_seq_length()
+    idx = torch.tensor([1, 1, 0])
+    fast.batch_select_indices(idx), plain.batch_select_indices(idx)
+    fast.batch_repeat_interleave(2), plain.batch_repeat_interleave(2)
+    fast.crop(-2), plain.crop(-2)
+    assert torch.equal(fast.keys, plain.keys) and torch.equal(fast.values, plain.values)
+    k = torch.randn(6, 3, 1, 4, generator=gen)
+    assert torch.equal(fast.update(k, k)[0], plain.update(k, k)[0])
+
+
+def test_repeats_validation(llama_and_tok):
+    model, tok = llama_and_tok
+    with pytest.raises(ValueError, match="repeats"):
+        _run(model, tok, *_batch(tok, ["hi"]), repeats=0)

@@ -29,3 +29,56 @@ def test_fast_path_equals_plain_log_softmax(arch, temperature):
     torch.testing.assert_close(logp[real], ref[real], rtol=1e-5, atol=1e-5)
     p = torch.softmax(logits, -1)
     torch.testing.assert_close(ent[real], -(p * p.log()).sum(-1)[real], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gpt2"])
+def test_prompt_sharing_equals_one_forward_per_row(arch):
+    """Groups of rows with one prompt: prompt computed once, same log-probs and parameter gradients."""
+    model, _ = tiny_model_and_tokenizer(arch=arch, chat=False)
+    model.eval()  # no dropout (GPT-2 has some): both passes must see the same function
+    g = torch.Generator().manual_seed(3)
+    prompts = torch.randint(3, 50, (2, 6), generator=g)
+    p_mask = torch.ones(2, 6, dtype=torch.long)
+    p_mask[1, :3] = 0  # left padding on the second prompt
+    order = torch.tensor([0, 1, 0, 0, 1, 1, 0])  # groups interleaved, as in a shuffled minibatch
+    p_ids, p_mask = prompts[order], p_mask[order]
+    c_ids = torch.randint(3, 50, (7, 5), generator=g)
+    c_mask = torch.ones(7, 5, dtype=torch.long)
+    c_mask[2, 3:] = 0
+    c_mask[5, 1:] = 0
+
+    calls = []
+    handle = model.register_forward_pre_hook(lambda *a: calls.append(1))
+    try:
+        shared, ent_s = completion_logprobs(model, p_ids, p_mask, c_ids, c_mask, temperature=0.8, with_entropy=True)
+    finally:
+        handle.remove()
+    assert not calls  # the shared path runs the backbone directly (twice: prompts, then completions)
+    w = torch.randn(7, 5, generator=g)
+    grads_s = torch.autograd.grad((shared * w * c_mask).sum(), [p for p in model.parameters() if p.requires_grad],
+                                  allow_unused=True)
+    plain, ent_p = completion_logprobs(model, p_ids, p_mask, c_ids, c_mask, temperature=0.8, with_entropy=True,
+                                       share_prompts=False)
+    grads_p = torch.autograd.grad((plain * w * c_mask).sum(), [p for p in model.parameters() if p.requires_grad],
+                                  allow_unused=True)
+    real = c_mask.bool()
+    torch.testing.assert_close(shared[real], plain[real], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ent_s[real], ent_p[real], rtol=1e-4, atol=1e-5)
+    for a, b in zip(grads_s, grads_p):
+        if a is None or b is None:
+            assert a is None or not a.any()
+            continue
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_prompt_sharing_is_off_with_dropout_in_training():
+    model, _ = tiny_model_and_tokenizer(arch="gpt2", chat=False)  # GPT-2 configs have dropout
+    model.train()
+    p_ids = torch.randint(3, 50, (1, 4)).repeat(3, 1)
+    calls = []
+    handle = model.register_forward_pre_hook(lambda *a: calls.append(1))
+    try:
+        completion_logprobs(model, p_ids, torch.ones_like(p_ids), torch.randint(3, 50, (3, 2)), torch.ones(3, 2, dtype=torch.long))
+    finally:
+        handle.remove()
+    assert calls == [1]  # the model's own forward ran: no sharing

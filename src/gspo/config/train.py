@@ -111,6 +111,8 @@ class GSPOConfig:
     """Passes over each rollout."""
     micro_batch_size: int = 64
     """Sequences per forward/backward; gradients accumulate over a minibatch. Does not change results."""
+    share_prompts: bool = True
+    """Score rows of a micro-batch that share a prompt by running the prompt once (same result up to float rounding; off: one full forward per row)."""
     learning_rate: float = 1e-4
     """Peak learning rate of AdamW (1e-4 suits the embedded default; 2e-3 makes its first Adam steps wreck the model)."""
     weight_decay: float = 0.0

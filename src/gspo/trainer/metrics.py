@@ -18,6 +18,34 @@ logger = logging.getLogger("gspo")
 PROGRESS_KEYS = (("reward", "reward/mean"), ("loss", "loss"), ("clip", "clip_frac"), ("tok/s", "tokens_per_s"))
 
 
+def _mean_of(values: list[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else float("nan")
+
+
+def rollout_metrics(roll, rewards, rewards_B, adv_B) -> dict[str, Any]:
+    """Reward, advantage and completion-length statistics of one rollout (host floats).
+
+    ``rewards``: the trainer's reward result (``total``, ``per_function``, ``failures``; missing
+    rewards are NaN); ``rewards_B``: the global rewards tensor; ``adv_B``: this process's advantages.
+    """
+    import torch
+
+    lengths = roll.completion_mask_BT.sum(-1).float()
+    return {
+        "reward/mean": _mean_of(rewards.total),
+        "reward/std": float(torch.nan_to_num(rewards_B, nan=0.0).std()),
+        **{f"reward/{name}": _mean_of(v) for name, v in rewards.per_function.items()},
+        "reward/missing": sum(math.isnan(v) for v in rewards.total),
+        "reward/failures": sum(rewards.failures.values()),
+        "advantage/abs_mean": float(adv_B.abs().mean()),
+        "advantage/zero_frac": float((adv_B == 0).float().mean()),
+        "completion/length_mean": float(lengths.mean()),
+        "completion/length_max": int(lengths.max()),
+        "completion/truncated_frac": float((~roll.finished_B).float().mean()),
+    }
+
+
 def _jsonable(value: Any) -> Any:
     if hasattr(value, "item"):
         value = value.item()

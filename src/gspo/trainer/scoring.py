@@ -6,6 +6,19 @@ computes a single position. A forward hook on the backbone captures its final hi
 only the completion positions go through ``chunked_token_logprobs``: no ``[B, T, V]`` float32 logits
 for prompt positions, and none in full for completion positions either.
 
+Two speed-ups on the fast path (both give the same log-probs and gradients up to float rounding;
+tests compare them with the straightforward forward):
+
+- the model's own output layer computes nothing: ``logits_to_keep`` is an empty index tensor
+  (transformers >= 4.5x accepts an index tensor), falling back to ``1`` where that is refused;
+- prompt sharing: rows of a micro-batch that share a prompt (a group: the sampler repeats every
+  prompt G times) run that prompt through the backbone once, with a KV cache that is then indexed
+  out to every row (differentiably: each completion's gradient flows back into the shared prompt),
+  and the completions run on top. Used only when the model is called directly (not through a DDP /
+  FSDP wrapper, whose forward must run for gradient synchronisation), without gradient
+  checkpointing (which turns the cache off), and not for a model with dropout in training mode
+  (rows would share the prompt's dropout masks).
+
 Models whose logits are not a plain linear map of the final hidden state (Gemma-2 soft-capping,
 Cohere's logit scale, a non-Linear head) take the plain path: full logits of completion positions,
 ``log_softmax`` in float32. Both paths give the same numbers; tests check it.
@@ -38,6 +51,78 @@ def _fast_path_parts(model: nn.Module):
     return backbone, head
 
 
+_EMPTY_KEEP_REFUSED: set[type] = set()
+
+
+def _forward_without_logits(model: nn.Module, kwargs: dict, keep: bool) -> None:
+    """Run ``model`` for its hidden states (captured by a hook), computing as few logits as it allows."""
+    if not keep:
+        model(**kwargs)
+        return
+    kind = type(unwrap_model(model))
+    if kind not in _EMPTY_KEEP_REFUSED:
+        try:
+            model(**kwargs, logits_to_keep=torch.empty(0, dtype=torch.long, device=kwargs["input_ids"].device))
+            return
+        except (TypeError, ValueError, IndexError, RuntimeError):
+            _EMPTY_KEEP_REFUSED.add(kind)  # this model wants an int: remember, and keep one position
+    model(**kwargs, logits_to_keep=1)
+
+
+def _can_share_prompts(model: nn.Module, backbone: nn.Module, rows: int) -> bool:
+    if rows < 2 or hasattr(model, "module"):  # DDP / FSDP wrappers: their forward must run
+        return False
+    inner = unwrap_model(model)
+    checkpointing = getattr(inner, "is_activation_checkpointing", None)
+    if checkpointing is None:  # transformers < 5
+        checkpointing = getattr(inner, "is_gradient_checkpointing", False)
+    if torch.is_grad_enabled() and checkpointing and inner.training:
+        return False
+    if inner.training and _has_dropout(inner):  # rows would share the prompt's dropout masks
+        return False
+    return accepts_kwarg(backbone, "past_key_values")
+
+
+def _has_dropout(model: nn.Module) -> bool:
+    """Whether the model has any dropout (a module with p > 0, or a config rate > 0). Cached on the model."""
+    cached = getattr(model, "_gspo_has_dropout", None)
+    if cached is None:
+        config = getattr(model, "config", None)
+        rates = [v for k, v in (vars(config).items() if config is not None else ())
+                 if ("dropout" in k or "pdrop" in k) and isinstance(v, (int, float)) and not isinstance(v, bool)]
+        cached = any(r > 0 for r in rates) or any(
+            isinstance(m, nn.Dropout) and m.p > 0 for m in model.modules()
+        )
+        try:
+            object.__setattr__(model, "_gspo_has_dropout", cached)
+        except (AttributeError, TypeError):
+            pass
+    return cached
+
+
+def _shared_prompt_hidden(backbone, prompt_ids_BP, prompt_mask_BP, completion_ids_BT, attention_mask_BS):
+    """Final hidden states predicting each completion token, each distinct prompt computed once.
+
+    None when every row's prompt is distinct (nothing to share) or the backbone returns no cache.
+    """
+    B, P = prompt_ids_BP.shape
+    key_BK = torch.cat([prompt_ids_BP, prompt_mask_BP.long()], dim=1)
+    unique_UK, inverse_B = torch.unique(key_BK, dim=0, return_inverse=True)
+    if unique_UK.shape[0] == B:
+        return None
+    ids_UP, mask_UP = unique_UK[:, :P], unique_UK[:, P:]
+    out_p = backbone(input_ids=ids_UP, attention_mask=mask_UP, position_ids=position_ids_from_mask(mask_UP), use_cache=True)
+    cache = getattr(out_p, "past_key_values", None)
+    if cache is None or not hasattr(cache, "batch_select_indices"):
+        return None
+    cache.batch_select_indices(inverse_B)  # differentiable indexing: gradients flow back to the prompt pass
+    positions_BT = position_ids_from_mask(attention_mask_BS)[:, P:]
+    out_c = backbone(input_ids=completion_ids_BT, attention_mask=attention_mask_BS, position_ids=positions_BT,
+                     past_key_values=cache, use_cache=True)
+    last_prompt_B1H = out_p.last_hidden_state[:, -1][inverse_B][:, None]
+    return torch.cat([last_prompt_B1H, out_c.last_hidden_state[:, :-1]], dim=1)
+
+
 def completion_logprobs(
     model: nn.Module,
     prompt_ids_BP: Tensor,
@@ -49,10 +134,12 @@ def completion_logprobs(
     chunk_size: int | None = None,
     with_entropy: bool = False,
     force_plain: bool = False,
+    share_prompts: bool = True,
 ) -> tuple[Tensor, Tensor | None]:
     """``(logp_BT, entropy_BT)`` of the completion tokens (float32; entropy detached, or None).
 
     ``force_plain`` takes the full-logits path (needed when parameters are sharded: FSDP, ZeRO-3).
+    ``share_prompts=False`` turns prompt sharing off (the straightforward full forward per row).
 
     Prompts are left-padded (as the sampler produces them); positions follow the attention mask, as
     in sampling, so the log-probs equal the sampler's for the same tokens and temperature.
@@ -68,17 +155,21 @@ def completion_logprobs(
 
     if parts is not None:
         backbone, head = parts
-        captured: dict[str, Tensor] = {}
+        hidden_BTH = None
+        if share_prompts and _can_share_prompts(model, backbone, prompt_ids_BP.shape[0]):
+            hidden_BTH = _shared_prompt_hidden(backbone, prompt_ids_BP, prompt_mask_BP, completion_ids_BT, attention_mask)
+        if hidden_BTH is None:
+            captured: dict[str, Tensor] = {}
 
-        def grab(_module, _inputs, output):
-            captured["hidden"] = output[0] if isinstance(output, tuple) else output.last_hidden_state
+            def grab(_module, _inputs, output):
+                captured["hidden"] = output[0] if isinstance(output, tuple) else output.last_hidden_state
 
-        handle = backbone.register_forward_hook(grab)
-        try:
-            model(**kwargs, **({"logits_to_keep": 1} if keep else {}))
-        finally:
-            handle.remove()
-        hidden_BTH = captured["hidden"][:, P - 1 : P + T - 1]
+            handle = backbone.register_forward_hook(grab)
+            try:
+                _forward_without_logits(model, kwargs, keep)
+            finally:
+                handle.remove()
+            hidden_BTH = captured["hidden"][:, P - 1 : P + T - 1]
         return chunked_token_logprobs(
             hidden_BTH, head.weight, completion_ids_BT, bias=head.bias, temperature=temperature,
             chunk_size=chunk_size, with_entropy=with_entropy,

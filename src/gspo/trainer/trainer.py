@@ -6,7 +6,10 @@ One training *step* is:
    completions each with the KV-cache sampler (the same code ``gspo eval`` uses);
 2. score them with the reward functions and compute group advantages (eq. 6);
 3. π_old log-probs: recomputed by a no-grad trainer forward, or the sampler's own (section 5.4), or —
-   only when provably on-policy (one minibatch, one epoch) — skipped, since then π_old ≡ π_θ;
+   only when provably on-policy (one minibatch, one epoch) — skipped, since then π_old ≡ π_θ. The
+   recomputation skips the rows of epoch 0's first minibatch: no optimizer step has been taken yet
+   when that minibatch runs, so its own forward gives their π_old exactly (a quarter of the pass saved
+   with 4 minibatches);
 4. for each epoch, shuffle the rollout into ``num_minibatches`` minibatches (the paper: 4, which is what
    makes later minibatches off-policy) and take one optimizer step per minibatch. Each minibatch is
    processed in micro-batches with gradient accumulation; the loss is divided by the number of
@@ -27,7 +30,6 @@ import copy
 import dataclasses
 import json
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -41,7 +43,7 @@ from gspo.sampling import decode_completions, encode_prompts, sample, special_to
 from gspo.trainer import checkpoint as ckpt
 from gspo.trainer.data_order import PromptOrder
 from gspo.trainer.distributed import Dist
-from gspo.trainer.metrics import MetricsLogger, progress_postfix
+from gspo.trainer.metrics import MetricsLogger, progress_postfix, rollout_metrics
 from gspo.trainer.optim import build_optimizer, build_scheduler
 from gspo.trainer.reward_runner import RewardRunner
 from gspo.trainer.scoring import completion_logprobs
@@ -63,11 +65,6 @@ def _context_length(model) -> int | None:
         if isinstance(value, int) and value > 0:
             return value
     return None
-
-
-def _mean_of(values: list[float]) -> float:
-    finite = [v for v in values if not math.isnan(v)]
-    return sum(finite) / len(finite) if finite else float("nan")
 
 
 class GSPOTrainer:
@@ -174,13 +171,13 @@ class GSPOTrainer:
         rows = [self.train_data[i] for i in global_idx[self.dist.rank * share : (self.dist.rank + 1) * share]]
         prompts = [r["prompt"] for r in rows]
         ids_BP, mask_BP = encode_prompts(self.tokenizer, prompts, max_prompt_tokens=self.max_prompt_tokens)
-        ids_BP = ids_BP.repeat_interleave(G, 0).to(self.device)
-        mask_BP = mask_BP.repeat_interleave(G, 0).to(self.device)
         with self._sampling_model() as sampler_model:
+            # each prompt is prefilled once and its KV cache repeated G times (rows i*G .. i*G+G-1)
             roll = sample(
-                sampler_model, ids_BP, mask_BP, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                top_p=cfg.top_p, top_k=cfg.top_k, eos_token_ids=self.eos_ids, pad_token_id=self.pad_id,
-                generator=self.sample_gen, row_offset=self.dist.rank * share * G, global_rows=cfg.rollout_size,
+                sampler_model, ids_BP.to(self.device), mask_BP.to(self.device), max_new_tokens=cfg.max_new_tokens,
+                temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k, eos_token_ids=self.eos_ids,
+                pad_token_id=self.pad_id, generator=self.sample_gen, row_offset=self.dist.rank * share * G,
+                global_rows=cfg.rollout_size, repeats=G,
             )
         t1 = time.perf_counter()
         completions = decode_completions(self.tokenizer, roll)
@@ -213,27 +210,38 @@ class GSPOTrainer:
         p_ids, p_mask, c_ids, c_mask, last = self._batch(roll, idx)
         logp, ent = completion_logprobs(
             model, p_ids, p_mask, c_ids, c_mask, temperature=self.config.temperature, with_entropy=with_entropy,
-            force_plain=self.dist.sharded_params,
+            force_plain=self.dist.sharded_params, share_prompts=self.config.share_prompts,
         )
         return logp, ent, c_mask.bool(), last
 
     @torch.no_grad()
-    def _logprobs_no_grad(self, model, roll) -> Tensor:
+    def _logprobs_no_grad(self, model, roll, rows: Tensor | None = None) -> Tensor:
+        """``[B, T]`` log-probs of the rollout's completions (only ``rows``, the others stay 0)."""
         B, T = roll.completion_ids_BT.shape
-        out = None
-        for idx in self._micro_slices(torch.arange(B, device=self.device)):
+        out = torch.zeros(B, T, device=self.device, dtype=torch.float32)
+        for idx in self._micro_slices(torch.arange(B, device=self.device) if rows is None else rows):
             logp, _, _, last = self._score(model, roll, idx)
-            if out is None:
-                out = torch.zeros(B, T, device=self.device, dtype=logp.dtype)
+            out = out.to(logp.dtype)
             out[idx, :last] = logp
         return out
 
+    def _local_rows(self, global_idx: Tensor, B_local: int) -> Tensor:
+        """This process's rows (local indices) among the global rollout rows ``global_idx``."""
+        offset = self.dist.rank * B_local
+        return global_idx[(global_idx >= offset) & (global_idx < offset + B_local)] - offset
+
     # ------------------------------------------------------------------ update
-    def _update(self, roll, adv_B: Tensor, old_logp_BT: Tensor | None, ref_logp_BT: Tensor | None) -> dict[str, float]:
+    def _update(self, roll, adv_B: Tensor, old_logp_BT: Tensor | None, ref_logp_BT: Tensor | None,
+                perms: list[Tensor], old_from_first_minibatch: bool = False) -> dict[str, float]:
+        """The optimizer steps of one rollout: ``perms[e]`` orders the global rows in epoch e.
+
+        ``old_from_first_minibatch``: ``old_logp_BT`` was left 0 for the rows of epoch 0's first
+        minibatch; their π_old is π_θ before any update, so the update's own forward provides it
+        (detached) and fills ``old_logp_BT`` in for later epochs.
+        """
         cfg = self.config
         B_local = roll.completion_ids_BT.shape[0]
         B = B_local * self.dist.world  # global rollout size
-        offset = self.dist.rank * B_local
         M = cfg.minibatch_size
         sums: dict[str, float] = {}
         mins, maxs = [], []
@@ -241,11 +249,11 @@ class GSPOTrainer:
         skipped = 0
         self.model.train()
         params = [p for p in self.model.parameters() if p.requires_grad]
-        for _epoch in range(cfg.num_epochs):
-            perm = torch.randperm(B, generator=self.shuffle_gen).to(self.device)
+        for epoch, perm in enumerate(perms):
             for mb in range(cfg.num_minibatches):
                 global_idx = perm[mb * M : (mb + 1) * M]
-                mb_idx = global_idx[(global_idx >= offset) & (global_idx < offset + B_local)] - offset
+                mb_idx = self._local_rows(global_idx, B_local)
+                fresh_old = old_from_first_minibatch and epoch == 0 and mb == 0
                 if cfg.aggregation == "token-mean":
                     local_tokens = roll.completion_mask_BT[mb_idx].sum().float()
                     normalizer = self.dist.all_reduce(local_tokens).clamp(min=1)
@@ -264,7 +272,7 @@ class GSPOTrainer:
                             (logp.sum() * 0.0).backward()
                             continue
                         mb_loss = mb_loss + self._micro_step(roll, idx, adv_B, old_logp_BT, ref_logp_BT, normalizer,
-                                                             B, sums, mins, maxs, entropies)
+                                                             B, sums, mins, maxs, entropies, fresh_old)
                 mb_loss = self.dist.all_reduce(mb_loss)
                 max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
                 grad_norm = self.dist.clip_grad_norm(self.model, params, max_norm)
@@ -295,11 +303,22 @@ class GSPOTrainer:
         )
         return out
 
-    def _micro_step(self, roll, idx, adv_B, old_logp_BT, ref_logp_BT, normalizer, B, sums, mins, maxs, entropies) -> Tensor:
-        """Forward + backward of one micro-batch; accumulates its weighted statistics."""
+    def _micro_step(self, roll, idx, adv_B, old_logp_BT, ref_logp_BT, normalizer, B, sums, mins, maxs, entropies,
+                    fresh_old: bool = False) -> Tensor:
+        """Forward + backward of one micro-batch; accumulates its weighted statistics.
+
+        ``fresh_old``: no optimizer step has been taken on this rollout yet, so π_old = π_θ here:
+        the old log-probs are this forward's, detached (and recorded in ``old_logp_BT``).
+        """
         cfg = self.config
         logp, ent, mask, last = self._score(self.model, roll, idx, with_entropy=True)
-        old = logp.detach() if old_logp_BT is None else old_logp_BT[idx, :last]
+        if old_logp_BT is None:
+            old = logp.detach()
+        elif fresh_old:
+            old = logp.detach()
+            old_logp_BT[idx, :last] = old.to(old_logp_BT.dtype)
+        else:
+            old = old_logp_BT[idx, :last]
         ref = None if ref_logp_BT is None else ref_logp_BT[idx, :last]
         loss, stats = policy_loss(
             logp, old, adv_B[idx], mask, level=self.level, clip_low=self.clip_low, clip_high=self.clip_high,
@@ -323,13 +342,25 @@ class GSPOTrainer:
         r = self._rollout()
         roll = r["roll"]
         t1 = time.perf_counter()
+        B_local = roll.completion_ids_BT.shape[0]
+        # Minibatch orders of every epoch, drawn before the old-log-prob pass (which skips the rows
+        # the first minibatch will score itself).
+        perms = [torch.randperm(B_local * self.dist.world, generator=self.shuffle_gen).to(self.device)
+                 for _ in range(cfg.num_epochs)]
+        old_from_first = False
         if cfg.on_policy:
             old_logp = None  # π_old ≡ π_θ at the single update: no extra forward needed
         elif cfg.old_logp_source == "sampler":
             old_logp = roll.logp_BT
         else:
+            # Exact and cheaper: the first minibatch's rows get π_old from the update's own forward
+            # (π_θ has not moved yet), so only the other rows are recomputed here.
             self.model.train()
-            old_logp = self._logprobs_no_grad(self.model, roll)
+            first_rows = self._local_rows(perms[0][: cfg.minibatch_size], B_local)
+            keep = torch.ones(B_local, dtype=torch.bool, device=self.device)
+            keep[first_rows] = False
+            old_logp = self._logprobs_no_grad(self.model, roll, rows=keep.nonzero().squeeze(1))
+            old_from_first = True
         ref_logp = None
         if self.ref_model is not None:
             ref_logp = self._logprobs_no_grad(self.ref_model, roll)
@@ -337,29 +368,17 @@ class GSPOTrainer:
             with reference_context(self.model):
                 ref_logp = self._logprobs_no_grad(self.model, roll)
         t2 = time.perf_counter()
-        stats = self._update(roll, r["adv_B"], old_logp, ref_logp)
+        stats = self._update(roll, r["adv_B"], old_logp, ref_logp, perms, old_from_first)
         t3 = time.perf_counter()
         self.step += 1
 
-        lengths = roll.completion_mask_BT.sum(-1).float()
-        n_tokens = int(lengths.sum())
-        rewards = r["rewards"]
         metrics: dict[str, Any] = {
-            "reward/mean": _mean_of(rewards.total),
-            "reward/std": float(torch.nan_to_num(r["rewards_B"], nan=0.0).std()),
-            **{f"reward/{name}": _mean_of(v) for name, v in rewards.per_function.items()},
-            "reward/missing": sum(math.isnan(v) for v in rewards.total),
-            "reward/failures": sum(rewards.failures.values()),
-            "advantage/abs_mean": float(r["adv_B"].abs().mean()),
-            "advantage/zero_frac": float((r["adv_B"] == 0).float().mean()),
+            **rollout_metrics(roll, r["rewards"], r["rewards_B"], r["adv_B"]),
             **stats,
-            "completion/length_mean": float(lengths.mean()),
-            "completion/length_max": int(lengths.max()),
-            "completion/truncated_frac": float((~roll.finished_B).float().mean()),
             "lr": self.scheduler.get_last_lr()[0],
             "optimizer_steps": self.optimizer_steps,
             "skipped_steps_total": self.skipped_steps,
-            "tokens_per_s": n_tokens / max(t3 - t0, 1e-9),
+            "tokens_per_s": int(roll.completion_mask_BT.sum()) / max(t3 - t0, 1e-9),
             "time/sample": r["t_sample"],
             "time/reward": r["t_reward"],
             "time/old_logp": t2 - t1,
