@@ -8,8 +8,11 @@ Both sides do the same work per optimizer step (the paper's setting, and TRL's d
 - a rollout of ``prompts_per_rollout`` (4) prompts × group size (8) = 32 completions, every completion
   forced to the full ``--completion-len`` tokens (gspo: an EOS id that can never be sampled, namely
   ``vocab_size``; TRL: ``generation_kwargs={"min_new_tokens": L}``, which masks EOS);
-- π_old log-probs recomputed by a no-grad forward over the rollout (gspo ``old_logp_source="recompute"``;
-  TRL does it because ``steps_per_generation`` (4) > ``gradient_accumulation_steps`` (1));
+- π_old log-probs: TRL recomputes them by a no-grad forward over the rollout (because
+  ``steps_per_generation`` (4) > ``gradient_accumulation_steps`` (1)); gspo runs its default,
+  ``old_logp_source="auto"``, which here (float32, no dropout: the sampler is the trained model) reuses
+  the sampler's log-probs — the same numbers up to float rounding. ``--gspo-config
+  old_logp_source=recompute`` makes gspo recompute them too (the same-FLOPs comparison);
 - the rollout split into 4 minibatches of 8 completions, one optimizer step each (gspo
   ``num_minibatches=4``; TRL ``per_device_train_batch_size=8, steps_per_generation=4``);
 - sequence-level ratio, ε = 3e-4 / 4e-4, β = 0, ``loss_type="grpo"`` on the TRL side, fp32, no
@@ -46,6 +49,15 @@ def _finish(out: Path, payload: dict) -> None:
     out.write_text(json.dumps(payload))
 
 
+def parse_gspo_config(text: str) -> dict:
+    """``"old_logp_source=recompute,minibatch_grouping=group"`` -> GSPOConfig overrides (library options)."""
+    out = {}
+    for item in filter(None, (x.strip() for x in (text or "").split(","))):
+        key, _, value = item.partition("=")
+        out[key.strip()] = {"true": True, "false": False}.get(value.strip().lower(), value.strip())
+    return out
+
+
 def worker_gspo(a) -> None:
     variant = set()
     if a.gspo_variant:  # prototypes of recommended src/ changes (benchmarks/whatif.py), NOT the library as is
@@ -68,9 +80,9 @@ def worker_gspo(a) -> None:
     cfg = GSPOConfig(
         model=a.model, prompts_per_step=rollout // GROUP, group_size=GROUP, max_new_tokens=a.completion_len,
         num_minibatches=OPT_STEPS_PER_CYCLE, micro_batch_size=PER_STEP, learning_rate=a.lr, max_grad_norm=1.0,
-        algorithm="gspo", clip_low=3e-4, clip_high=4e-4, kl_coef=0.0, old_logp_source="recompute",
+        algorithm="gspo", clip_low=3e-4, clip_high=4e-4, kl_coef=0.0,
         temperature=1.0, max_steps=10**6, progress=False, tensorboard=False, eval_limit=0, seed=0,
-        num_threads=a.threads,
+        num_threads=a.threads, **parse_gspo_config(a.gspo_config),
     )
     rows = [{"prompt": p} for p in benchlib.prompts()]
     for v in variant & set(whatif.CONFIG_VARIANTS) if variant else ():
@@ -188,6 +200,8 @@ def main(argv=None) -> int:
     p.add_argument("--sides", default="gspo,trl")
     p.add_argument("--gspo-variant", default="",
                    help="apply whatif.py prototypes to the gspo side (e.g. 'all+prefix'): a projection, not the library")
+    p.add_argument("--gspo-config", default="",
+                   help="GSPOConfig overrides for the gspo side, e.g. 'old_logp_source=recompute' (library options)")
     p.add_argument("--out", default="bench_vs_trl.json", help="file name under benchmarks/results/")
     p.add_argument("--worker", choices=["gspo", "trl"], help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
@@ -210,7 +224,8 @@ def main(argv=None) -> int:
         settings=dict(completion_len=a.completion_len, group_size=GROUP, completions_per_opt_step=PER_STEP,
                       opt_steps_per_rollout=OPT_STEPS_PER_CYCLE, warmup_cycles=a.warmup, measured_cycles=a.measure,
                       measured_cycles_big_models=a.measure_big,
-                      reps=a.reps, lr=a.lr, dtype="float32", gspo_variant=a.gspo_variant or None),
+                      reps=a.reps, lr=a.lr, dtype="float32", gspo_variant=a.gspo_variant or None,
+                      gspo_config=a.gspo_config or None),
         command=" ".join([Path(sys.executable).name, *sys.argv]),
         started=time.strftime("%Y-%m-%d %H:%M:%S"), rows=[],
     )
@@ -228,6 +243,8 @@ def main(argv=None) -> int:
                                "--completion-len", str(a.completion_len), "--lr", str(a.lr)]
                         if a.gspo_variant:
                             cmd += ["--gspo-variant", a.gspo_variant]
+                        if a.gspo_config:
+                            cmd += ["--gspo-config", a.gspo_config]
                         t = time.perf_counter()
                         data, rss, _ = benchlib.run_child_wait4(cmd, benchlib.thread_env(n), out)
                         data["peak_rss_mib_wait4"] = rss

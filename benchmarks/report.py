@@ -158,6 +158,11 @@ def render() -> str:
                 f"{' '.join(m.get('cpu_flags_simd', []))}), Python {m.get('python')}; load average at start "
                 f"{', '.join(f'{x:.1f}' for x in m.get('loadavg_at_start', []))} (shared machine).", ""]
         out += bench_section(b)
+    for f in sorted(RESULTS.glob("bench_vs_trl_options_*.json")):
+        ob = json.loads(f.read_text())
+        opts = ob["settings"].get("gspo_config")
+        out += bench_section(ob, f"### gspo with the library options `{opts}` vs TRL (`{f.name}`)\n\n"
+                                 "The library as it is, run with non-default `GSPOConfig` options (`--gspo-config`).")
     projections = [(json.loads(f.read_text()), f) for f in RESULTS.glob("bench_vs_trl_projection*.json")]
     projections.sort(key=lambda pf: (len(pf[0]["settings"].get("gspo_variant") or ""), pf[1].name))
     for pb, f in projections:

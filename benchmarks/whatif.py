@@ -1,6 +1,9 @@
 """What-if prototypes: candidate changes to src/gspo, applied by monkeypatching *in the benchmark process
 only*, so their gain can be measured before anyone edits the library. Nothing here is imported by gspo.
 
+Historical since R1-R8 were applied to src/ (see benchmarks/README.md): the prototypes patch functions
+as they were at commit 2ecd446, so reproduce the projections from a checkout of that commit.
+
     .venv-bench/bin/python benchmarks/whatif.py --check                                 # numerics of the prototypes
     .venv-bench/bin/python benchmarks/whatif.py --model tiny-151936 --variants base,choose,logprob,adamw,all
 

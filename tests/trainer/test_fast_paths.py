@@ -28,6 +28,7 @@ def _run(tmp_path, straightforward: bool, monkeypatch, arch: str):
         model="tiny", task="addition", prompts_per_step=4, group_size=4, max_new_tokens=6, num_minibatches=2,
         num_epochs=2, micro_batch_size=8, learning_rate=1e-2, max_steps=3, output_dir=str(tmp_path / "run"),
         eval_limit=0, progress=False, tensorboard=False, seed=5, share_prompts=not straightforward,
+        old_logp_source="recompute" if straightforward else "auto",
     )
     with monkeypatch.context() as m:
         if straightforward:
@@ -52,13 +53,16 @@ def _run(tmp_path, straightforward: bool, monkeypatch, arch: str):
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
 def test_fast_trainer_equals_straightforward_trainer(tmp_path, monkeypatch, arch):
+    import gspo.trainer.scoring as scoring
+
+    monkeypatch.setattr(scoring, "SHARE_MIN_MACS", 0)  # share even on a tiny model, to test it
     fast, fast_params = _run(tmp_path / "fast", False, monkeypatch, arch)
     plain, plain_params = _run(tmp_path / "plain", True, monkeypatch, arch)
     for f, p in zip(fast, plain):
         assert f["reward/mean"] == p["reward/mean"]  # the same completions were sampled
         assert f["completion/length_mean"] == p["completion/length_mean"]
         for key in ("loss", "ratio_mean", "clip_frac", "entropy"):
-            assert f[key] == pytest.approx(p[key], rel=1e-4, abs=1e-6), key
+            assert f[key] == pytest.approx(p[key], rel=1e-4, abs=1e-5), key
     assert fast[-1]["optimizer_steps"] == 3 * 2 * 2
     # 12 Adam steps of lr 1e-2 (each moves a weight by up to 1e-2) amplify float32 rounding: measured 2.7e-5
     for name in fast_params:

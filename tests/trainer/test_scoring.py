@@ -32,8 +32,11 @@ def test_fast_path_equals_plain_log_softmax(arch, temperature):
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "gpt2"])
-def test_prompt_sharing_equals_one_forward_per_row(arch):
+def test_prompt_sharing_equals_one_forward_per_row(arch, monkeypatch):
     """Groups of rows with one prompt: prompt computed once, same log-probs and parameter gradients."""
+    import gspo.trainer.scoring as scoring
+
+    monkeypatch.setattr(scoring, "SHARE_MIN_MACS", 0)  # tiny models save too little to share by default
     model, _ = tiny_model_and_tokenizer(arch=arch, chat=False)
     model.eval()  # no dropout (GPT-2 has some): both passes must see the same function
     g = torch.Generator().manual_seed(3)
@@ -71,7 +74,10 @@ def test_prompt_sharing_equals_one_forward_per_row(arch):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_prompt_sharing_is_off_with_dropout_in_training():
+def test_prompt_sharing_is_off_with_dropout_in_training(monkeypatch):
+    import gspo.trainer.scoring as scoring
+
+    monkeypatch.setattr(scoring, "SHARE_MIN_MACS", 0)
     model, _ = tiny_model_and_tokenizer(arch="gpt2", chat=False)  # GPT-2 configs have dropout
     model.train()
     p_ids = torch.randint(3, 50, (1, 4)).repeat(3, 1)
@@ -82,3 +88,22 @@ def test_prompt_sharing_is_off_with_dropout_in_training():
     finally:
         handle.remove()
     assert calls == [1]  # the model's own forward ran: no sharing
+
+
+@pytest.mark.parametrize("threshold, shared", [(None, False), (0, True)])
+def test_prompt_sharing_only_when_it_saves_enough_work(monkeypatch, threshold, shared):
+    """A tiny model saves too few multiply-adds to pay for a second backbone call: no sharing by default."""
+    import gspo.trainer.scoring as scoring
+
+    if threshold is not None:
+        monkeypatch.setattr(scoring, "SHARE_MIN_MACS", threshold)
+    model, _ = tiny_model_and_tokenizer(arch="llama", chat=False)
+    model.eval()
+    p_ids = torch.randint(3, 50, (1, 4)).repeat(4, 1)
+    calls = []
+    handle = model.register_forward_pre_hook(lambda *a: calls.append(1))
+    try:
+        completion_logprobs(model, p_ids, torch.ones_like(p_ids), torch.randint(3, 50, (4, 2)), torch.ones(4, 2, dtype=torch.long))
+    finally:
+        handle.remove()
+    assert (calls == []) == shared

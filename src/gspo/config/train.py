@@ -87,8 +87,8 @@ class GSPOConfig:
     """β of the k3 KL penalty to the initial (reference) policy; 0 disables it and loads no reference."""
     max_log_ratio: float = 20.0
     """Log-ratios are clamped to ± this before exp (a numerical guard; never active in normal training)."""
-    old_logp_source: Literal["recompute", "sampler"] = "recompute"
-    """π_old log-probs: 'recompute' with a trainer forward pass, or 'sampler' (reuse sampling log-probs, section 5.4)."""
+    old_logp_source: Literal["auto", "recompute", "sampler"] = "auto"
+    """π_old log-probs: 'sampler' reuses the sampling log-probs (section 5.4), 'recompute' runs a no-grad trainer forward; 'auto' is 'sampler' when the sampler is the trained model in float32/float64 without dropout (both are then the same numbers up to float rounding, measured <= 2e-6 per token), else 'recompute'."""
 
     # ----------------------------------------------------------------- rollout
     prompts_per_step: int = 32
@@ -111,6 +111,8 @@ class GSPOConfig:
     """Passes over each rollout."""
     micro_batch_size: int = 64
     """Sequences per forward/backward; gradients accumulate over a minibatch. Does not change results."""
+    minibatch_grouping: Literal["random", "group"] = "random"
+    """How each epoch splits the rollout into minibatches: random rows, or whole groups ('group': each minibatch holds complete groups, so prompt sharing computes each prompt once per group; minibatch size must be a multiple of group_size)."""
     share_prompts: bool = True
     """Score rows of a micro-batch that share a prompt by running the prompt once (same result up to float rounding; off: one full forward per row)."""
     learning_rate: float = 1e-4
@@ -210,6 +212,12 @@ class GSPOConfig:
             self.rollout_size % self.num_minibatches == 0,
             "num_minibatches",
             f"must divide prompts_per_step × group_size = {self.rollout_size}",
+        )
+        need(
+            self.minibatch_grouping != "group" or self.minibatch_size % self.group_size == 0,
+            "minibatch_grouping",
+            f"'group' needs the minibatch size (rollout {self.rollout_size} / num_minibatches "
+            f"{self.num_minibatches} = {self.minibatch_size}) to be a multiple of group_size {self.group_size}",
         )
         need(self.num_epochs >= 1, "num_epochs", "must be >= 1")
         need(self.micro_batch_size >= 1, "micro_batch_size", "must be >= 1")

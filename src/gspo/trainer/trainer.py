@@ -46,7 +46,7 @@ from gspo.trainer.distributed import Dist
 from gspo.trainer.metrics import MetricsLogger, progress_postfix, rollout_metrics
 from gspo.trainer.optim import build_optimizer, build_scheduler
 from gspo.trainer.reward_runner import RewardRunner
-from gspo.trainer.scoring import completion_logprobs
+from gspo.trainer.scoring import completion_logprobs, sampler_matches_trainer
 
 logger = logging.getLogger("gspo")
 
@@ -120,6 +120,13 @@ class GSPOTrainer:
                 logger.info("max_prompt_tokens lowered from %d to %d so that prompt + max_new_tokens=%d fits the model's context of %d tokens",
                                config.max_prompt_tokens, self.max_prompt_tokens, config.max_new_tokens, context)
 
+        # π_old from the sampler (section 5.4) when asked, or under 'auto' when it is the same numbers
+        self.old_logp_from_sampler = config.old_logp_source == "sampler" or (
+            config.old_logp_source == "auto" and sampler_matches_trainer(model)
+        )
+        if config.old_logp_source == "auto":
+            logger.info("old_logp_source=auto: π_old from the %s", "sampler's log-probs" if self.old_logp_from_sampler
+                        else "trainer (recomputed; the model is half precision or has dropout)")
         self.sample_gen = torch.Generator(device=self.device).manual_seed(config.seed)
         self.shuffle_gen = torch.Generator().manual_seed(config.seed + 1)
         self.order = PromptOrder(len(self.train_data), config.seed)
@@ -224,6 +231,14 @@ class GSPOTrainer:
             out = out.to(logp.dtype)
             out[idx, :last] = logp
         return out
+
+    def _epoch_order(self, B: int) -> Tensor:
+        """One epoch's order of the B global rollout rows; minibatches are consecutive slices of it."""
+        if self.config.minibatch_grouping == "group":  # whole groups, in random order
+            G = self.config.group_size
+            groups = torch.randperm(B // G, generator=self.shuffle_gen)
+            return (groups[:, None] * G + torch.arange(G)).reshape(-1).to(self.device)
+        return torch.randperm(B, generator=self.shuffle_gen).to(self.device)
 
     def _local_rows(self, global_idx: Tensor, B_local: int) -> Tensor:
         """This process's rows (local indices) among the global rollout rows ``global_idx``."""
@@ -345,12 +360,11 @@ class GSPOTrainer:
         B_local = roll.completion_ids_BT.shape[0]
         # Minibatch orders of every epoch, drawn before the old-log-prob pass (which skips the rows
         # the first minibatch will score itself).
-        perms = [torch.randperm(B_local * self.dist.world, generator=self.shuffle_gen).to(self.device)
-                 for _ in range(cfg.num_epochs)]
+        perms = [self._epoch_order(B_local * self.dist.world) for _ in range(cfg.num_epochs)]
         old_from_first = False
         if cfg.on_policy:
             old_logp = None  # π_old ≡ π_θ at the single update: no extra forward needed
-        elif cfg.old_logp_source == "sampler":
+        elif self.old_logp_from_sampler:
             old_logp = roll.logp_BT
         else:
             # Exact and cheaper: the first minibatch's rows get π_old from the update's own forward
