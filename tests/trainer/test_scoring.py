@@ -74,20 +74,26 @@ def test_prompt_sharing_equals_one_forward_per_row(arch, monkeypatch):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
+def _shares_one_prompt(model, rows: int) -> bool:
+    """Score ``rows`` completions of one prompt; True when the model's own forward did not run (shared path)."""
+    p_ids = torch.randint(3, 50, (1, 4)).repeat(rows, 1)
+    calls = []
+    handle = model.register_forward_pre_hook(lambda *a: calls.append(1))
+    try:
+        completion_logprobs(model, p_ids, torch.ones_like(p_ids), torch.randint(3, 50, (rows, 2)),
+                            torch.ones(rows, 2, dtype=torch.long))
+    finally:
+        handle.remove()
+    return not calls
+
+
 def test_prompt_sharing_is_off_with_dropout_in_training(monkeypatch):
     import gspo.trainer.scoring as scoring
 
     monkeypatch.setattr(scoring, "SHARE_MIN_MACS", 0)
     model, _ = tiny_model_and_tokenizer(arch="gpt2", chat=False)  # GPT-2 configs have dropout
     model.train()
-    p_ids = torch.randint(3, 50, (1, 4)).repeat(3, 1)
-    calls = []
-    handle = model.register_forward_pre_hook(lambda *a: calls.append(1))
-    try:
-        completion_logprobs(model, p_ids, torch.ones_like(p_ids), torch.randint(3, 50, (3, 2)), torch.ones(3, 2, dtype=torch.long))
-    finally:
-        handle.remove()
-    assert calls == [1]  # the model's own forward ran: no sharing
+    assert not _shares_one_prompt(model, rows=3)
 
 
 @pytest.mark.parametrize("threshold, shared", [(None, False), (0, True)])
@@ -99,11 +105,4 @@ def test_prompt_sharing_only_when_it_saves_enough_work(monkeypatch, threshold, s
         monkeypatch.setattr(scoring, "SHARE_MIN_MACS", threshold)
     model, _ = tiny_model_and_tokenizer(arch="llama", chat=False)
     model.eval()
-    p_ids = torch.randint(3, 50, (1, 4)).repeat(4, 1)
-    calls = []
-    handle = model.register_forward_pre_hook(lambda *a: calls.append(1))
-    try:
-        completion_logprobs(model, p_ids, torch.ones_like(p_ids), torch.randint(3, 50, (4, 2)), torch.ones(4, 2, dtype=torch.long))
-    finally:
-        handle.remove()
-    assert (calls == []) == shared
+    assert _shares_one_prompt(model, rows=4) == shared
