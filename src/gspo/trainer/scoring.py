@@ -97,21 +97,28 @@ def sampler_matches_trainer(model: nn.Module) -> bool:
     return wide and not _has_dropout(inner)
 
 
-def _has_dropout(model: nn.Module) -> bool:
-    """Whether the model has any dropout (a module with p > 0, or a config rate > 0). Cached on the model."""
-    cached = getattr(model, "_gspo_has_dropout", None)
-    if cached is None:
-        config = getattr(model, "config", None)
-        rates = [v for k, v in (vars(config).items() if config is not None else ())
-                 if ("dropout" in k or "pdrop" in k) and isinstance(v, (int, float)) and not isinstance(v, bool)]
-        cached = any(r > 0 for r in rates) or any(
-            isinstance(m, nn.Dropout) and m.p > 0 for m in model.modules()
-        )
+def _cached_on(module: nn.Module, name: str, compute):
+    """``compute(module)``, computed once and kept as attribute ``name`` of the module (for static facts)."""
+    value = getattr(module, name, None)
+    if value is None:
+        value = compute(module)
         try:
-            object.__setattr__(model, "_gspo_has_dropout", cached)
+            object.__setattr__(module, name, value)
         except (AttributeError, TypeError):
             pass
-    return cached
+    return value
+
+
+def _has_dropout(model: nn.Module) -> bool:
+    """Whether the model has any dropout (a module with p > 0, or a config rate > 0). Cached on the model."""
+
+    def compute(m: nn.Module) -> bool:
+        config = getattr(m, "config", None)
+        rates = [v for k, v in (vars(config).items() if config is not None else ())
+                 if ("dropout" in k or "pdrop" in k) and isinstance(v, (int, float)) and not isinstance(v, bool)]
+        return any(r > 0 for r in rates) or any(isinstance(x, nn.Dropout) and x.p > 0 for x in m.modules())
+
+    return _cached_on(model, "_gspo_has_dropout", compute)
 
 
 #: Prompt sharing runs the backbone twice (prompts, then completions): a fixed cost in Python and
@@ -124,16 +131,13 @@ SHARE_MIN_MACS = 1e9
 
 def _body_parameters(backbone: nn.Module) -> int:
     """Parameters of the backbone outside its input embedding (cached on the module)."""
-    cached = getattr(backbone, "_gspo_body_parameters", None)
-    if cached is None:
-        embedding = backbone.get_input_embeddings() if hasattr(backbone, "get_input_embeddings") else None
+
+    def compute(m: nn.Module) -> int:
+        embedding = m.get_input_embeddings() if hasattr(m, "get_input_embeddings") else None
         skip = {id(p) for p in embedding.parameters()} if isinstance(embedding, nn.Module) else set()
-        cached = sum(p.numel() for p in backbone.parameters() if id(p) not in skip)
-        try:
-            object.__setattr__(backbone, "_gspo_body_parameters", cached)
-        except (AttributeError, TypeError):
-            pass
-    return cached
+        return sum(p.numel() for p in m.parameters() if id(p) not in skip)
+
+    return _cached_on(backbone, "_gspo_body_parameters", compute)
 
 
 def _shared_prompt_hidden(backbone, prompt_ids_BP, prompt_mask_BP, completion_ids_BT, attention_mask_BS):
@@ -143,10 +147,13 @@ def _shared_prompt_hidden(backbone, prompt_ids_BP, prompt_mask_BP, completion_id
     distinct) or the backbone returns no cache.
     """
     B, P = prompt_ids_BP.shape
+    body = _body_parameters(backbone)
+    if (B - 1) * P * body < SHARE_MIN_MACS:
+        return None  # even a single shared prompt would save too little: skip the de-duplication too
     key_BK = torch.cat([prompt_ids_BP, prompt_mask_BP.long()], dim=1)
     unique_UK, inverse_B = torch.unique(key_BK, dim=0, return_inverse=True)
     saved_tokens = (B - unique_UK.shape[0]) * P
-    if saved_tokens == 0 or saved_tokens * _body_parameters(backbone) < SHARE_MIN_MACS:
+    if saved_tokens == 0 or saved_tokens * body < SHARE_MIN_MACS:
         return None  # nothing (or too little) to share: a second backbone call would cost more
     ids_UP, mask_UP = unique_UK[:, :P], unique_UK[:, P:]
     out_p = backbone(input_ids=ids_UP, attention_mask=mask_UP, position_ids=position_ids_from_mask(mask_UP), use_cache=True)
