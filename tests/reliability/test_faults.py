@@ -35,35 +35,20 @@ import math
 import pytest
 import torch
 
-from gspo.config import ConfigError, GSPOConfig
+from gspo.config import ConfigError
 from gspo.trainer import GSPOTrainer, RewardError
 from gspo.trainer.checkpoint import latest_checkpoint, verify_checkpoint
 from tests.helpers_tiny import tiny_model, tiny_model_and_tokenizer
 from tests.reliability.crashpoints import toy_reward
+from tests.trainer.conftest import make_rows as rows
+from tests.trainer.conftest import model_params as params
+from tests.trainer.conftest import trainer_config as config
 
 pytestmark = pytest.mark.timeout(120)
 
 
 def count_reward(prompts, completions, **_):
     return toy_reward(completions)
-
-
-def rows(n=16, prefix="q"):
-    return [{"prompt": f"{prefix}{i}:", "target": "a"} for i in range(n)]
-
-
-def config(tmp_path, **overrides):
-    base = dict(
-        model="tiny", task="addition", prompts_per_step=4, group_size=4, max_new_tokens=6, num_minibatches=2,
-        micro_batch_size=8, learning_rate=1e-2, max_steps=2, output_dir=str(tmp_path / "run"), eval_limit=0,
-        progress=False, tensorboard=False, seed=3,
-    )
-    base.update(overrides)
-    return GSPOConfig(**base)
-
-
-def params(model):
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def same(a, b):

@@ -16,20 +16,15 @@ import torch
 import gspo.losses.logprobs as logprobs_module
 import gspo.sampling.generate as generate_module
 import gspo.trainer.trainer as trainer_module
-from gspo.config import GSPOConfig
 from gspo.trainer import GSPOTrainer
 from tests.helpers_tiny import tiny_model_and_tokenizer
-from tests.trainer.conftest import count_a_reward, make_rows
+from tests.trainer.conftest import count_a_reward, make_rows, trainer_config
 
 
 def _run(tmp_path, straightforward: bool, monkeypatch, arch: str):
     model, tok = tiny_model_and_tokenizer(arch=arch, chat=False)
-    cfg = GSPOConfig(
-        model="tiny", task="addition", prompts_per_step=4, group_size=4, max_new_tokens=6, num_minibatches=2,
-        num_epochs=2, micro_batch_size=8, learning_rate=1e-2, max_steps=3, output_dir=str(tmp_path / "run"),
-        eval_limit=0, progress=False, tensorboard=False, seed=5, share_prompts=not straightforward,
-        old_logp_source="recompute" if straightforward else "auto",
-    )
+    cfg = trainer_config(tmp_path, num_epochs=2, max_steps=3, seed=5, share_prompts=not straightforward,
+                         old_logp_source="recompute" if straightforward else "auto")
     with monkeypatch.context() as m:
         if straightforward:
             m.setattr(generate_module, "preallocated_cache", lambda model, capacity: None)

@@ -8,25 +8,12 @@ import math
 import pytest
 import torch
 
-from gspo.config import GSPOConfig
 from gspo.trainer import GSPOTrainer, RewardError
 from gspo.trainer.checkpoint import latest_checkpoint, verify_checkpoint
 from tests.helpers_tiny import tiny_model_and_tokenizer
 from tests.trainer.conftest import count_a_reward, make_rows
-
-
-def _config(tmp_path, **overrides):
-    base = dict(
-        model="tiny", task="addition", prompts_per_step=4, group_size=4, max_new_tokens=6, num_minibatches=2,
-        micro_batch_size=8, learning_rate=1e-2, max_steps=2, output_dir=str(tmp_path / "run"), eval_limit=0,
-        progress=False, tensorboard=False, seed=3,
-    )
-    base.update(overrides)
-    return GSPOConfig(**base)
-
-
-def _params(model):
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+from tests.trainer.conftest import model_params as _params
+from tests.trainer.conftest import trainer_config as _config
 
 
 def _assert_same_params(a, b, atol):
