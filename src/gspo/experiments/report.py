@@ -171,6 +171,12 @@ def plot_report(report: dict[str, Any], out_dir: Path) -> list[str]:
              "mean, band = min–max over seeds")
     written = []
 
+    def save(fig, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(out_dir / name, dpi=110)
+        plt.close(fig)
+        written.append(name)
+
     if rl:
         fig, ax = plt.subplots(figsize=(7, 4))
         for algo in rl:
@@ -181,10 +187,7 @@ def plot_report(report: dict[str, Any], out_dir: Path) -> list[str]:
         ax.set(xlabel="step (equal sampling budget per step)", ylabel="training reward", title=title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out_dir / FIGURES[0], dpi=110)
-        plt.close(fig)
-        written.append(FIGURES[0])
+        save(fig, FIGURES[0])
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for algo in algos:
@@ -193,10 +196,7 @@ def plot_report(report: dict[str, Any], out_dir: Path) -> list[str]:
     ax.set(xlabel="step (0 = before training)", ylabel="held-out greedy accuracy", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out_dir / FIGURES[1], dpi=110)
-    plt.close(fig)
-    written.append(FIGURES[1])
+    save(fig, FIGURES[1])
 
     if rl:
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [2, 1]})
@@ -224,10 +224,7 @@ def plot_report(report: dict[str, Any], out_dir: Path) -> list[str]:
         ax2.set_xticks(range(len(rl)), rl)
         ax2.set(ylabel="mean clip fraction", title="mean over training (dots: seeds)")
         ax2.grid(alpha=0.3, axis="y", which="both")
-        fig.tight_layout()
-        fig.savefig(out_dir / FIGURES[2], dpi=110)
-        plt.close(fig)
-        written.append(FIGURES[2])
+        save(fig, FIGURES[2])
     return written
 
 
