@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from gspo.config.fields import ConfigError, from_dict, load_yaml
 
@@ -47,6 +47,8 @@ class GSPOConfig:
     # ----------------------------------------------------------------- data
     task: str = "addition"
     """Training task name (see `gspo.tasks`), or a weighted mixture such as 'gsm8k:0.5,humaneval:0.5'."""
+    task_options: dict[str, Any] = field(default_factory=dict)
+    """Options of the task (its class's keyword arguments): a YAML mapping, or a JSON object on the command line, e.g. '{"dataset": "basic_arithmetic", "max_terms": 3}' for task 'reasoning_gym'. For a mixture, one mapping per component: {reasoning_gym: {dataset: chain_sum}}. Unknown options are an error naming them."""
     data_path: Optional[str] = None
     """Local file or folder for the task's data (overrides the task's default source)."""
     train_split: str = "train"
@@ -194,6 +196,9 @@ class GSPOConfig:
                 need(finite(f.name), f.name, "must be a finite number")
         need(bool(self.model.strip()), "model", "must name a model")
         need(bool(self.task.strip()), "task", "must name a task or a mixture")
+        self.task_options = parse_task_options(self.task_options)
+        if self.task_options or "reasoning_gym" in self.task:
+            check_task_options(self.task, self.task_options)
         need(self.algorithm in ALGORITHM_NAMES, "algorithm", f"must be one of {list(ALGORITHM_NAMES)}")
         need(self.clip_low is None or 0 <= self.clip_low < 1, "clip_low", "must be in [0, 1) or None")
         need(self.clip_high is None or self.clip_high >= 0, "clip_high", "must be >= 0 or None")
@@ -253,6 +258,36 @@ class GSPOConfig:
             "must be 'auto', 'cpu', 'cuda' or 'cuda:N'",
         )
         return self
+
+
+def parse_task_options(value: Any) -> dict[str, Any]:
+    """``task_options`` as a dict: a mapping as is, a YAML / JSON string parsed; ConfigError otherwise."""
+    import yaml
+
+    if isinstance(value, str):
+        try:
+            value = yaml.safe_load(value) if value.strip() else {}
+        except yaml.YAMLError as exc:
+            raise ConfigError("task_options", f"is not a valid JSON object or YAML mapping: {exc}") from None
+    if value is None:
+        value = {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ConfigError(
+            "task_options", f"must be a mapping of option names to values, such as '{{\"dataset\": \"basic_arithmetic\"}}', got {value!r}"
+        )
+    return dict(value)
+
+
+def check_task_options(task: str, options: dict[str, Any]) -> None:
+    """Build the task with its options (no data, no model): a bad task or option is a ConfigError naming it."""
+    from gspo.tasks import TASK_REGISTRY, is_mixture_spec, make_task
+
+    if not is_mixture_spec(task) and task not in TASK_REGISTRY:
+        raise ConfigError("task", f"unknown task {task!r}; valid tasks: {sorted(TASK_REGISTRY)} or a mixture 'a:0.5,b:0.5'")
+    try:
+        make_task(task, options)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError("task_options", str(exc)) from None
 
 
 def load_config(path: str | None = None, overrides: dict | None = None) -> GSPOConfig:
