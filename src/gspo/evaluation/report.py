@@ -7,6 +7,12 @@ The Markdown table has one row per task::
 (the last pass@ column names k when every task used the same number of samples, else it reads
 ``pass@k`` and each cell says its k). ``-`` marks pass@k of single-sample evaluations. The JSON
 document (``eval.json``) holds the same numbers, the settings, and every row's scores and completions.
+
+A suite evaluation (``suite=``, a :class:`gspo.evaluation.suite.SuiteReport`) adds a category table
+after each model's task table (one row per category, then the overall mean), a side-by-side category
+table after the comparison, and to ``eval.json``: ``"suite"``, ``"categories": {name: accuracy}``,
+``"overall": accuracy``, a ``"category"`` in every task, the comparison model's ``categories`` and
+``overall`` under ``"compare"``, and ``"difference"`` (B - A).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from gspo.evaluation.evaluate import EvalResult
+from gspo.evaluation.suite import SuiteReport, category_comparison_table, category_table
 
 JSON_NAME, MARKDOWN_NAME = "eval.json", "eval.md"
 
@@ -87,19 +94,30 @@ def report_json(
     compare: Sequence[EvalResult] | None = None,
     compare_model: str | None = None,
     include_rows: bool = True,
+    suite: SuiteReport | None = None,
 ) -> dict[str, Any]:
-    """The ``eval.json`` document: ``{"model", "settings", "tasks": {name: ...}, ["compare": {...}]}``."""
+    """The ``eval.json`` document: ``{"model", "settings", "tasks": {name: ...}, ["compare": {...}]}``,
+    plus the suite's fields (see the module docstring)."""
     doc: dict[str, Any] = {
         "model": model,
         "settings": dict(settings or {}),
-        "tasks": {r.task: r.to_dict(include_rows=include_rows) for r in results},
+        "tasks": _tasks_json(results, include_rows, suite),
     }
     if compare is not None:
-        doc["compare"] = {
-            "model": compare_model,
-            "tasks": {r.task: r.to_dict(include_rows=include_rows) for r in compare},
-        }
+        doc["compare"] = {"model": compare_model, "tasks": _tasks_json(compare, include_rows, suite)}
+        if suite is not None and suite.compare is not None:
+            doc["compare"].update(suite.compare.to_dict())
+    if suite is not None:
+        doc.update(suite.json_fields())
     return doc
+
+
+def _tasks_json(results: Sequence[EvalResult], include_rows: bool, suite: SuiteReport | None) -> dict[str, Any]:
+    tasks = {r.task: r.to_dict(include_rows=include_rows) for r in results}
+    if suite is not None:
+        for name, task in tasks.items():
+            task["category"] = suite.category_of.get(name)
+    return tasks
 
 
 def results_from_json(doc: dict[str, Any]) -> list[EvalResult]:
@@ -113,15 +131,22 @@ def report_markdown(
     model: str,
     compare: Sequence[EvalResult] | None = None,
     compare_model: str | None = None,
+    suite: SuiteReport | None = None,
 ) -> str:
-    """The ``eval.md`` text: a title, the table, and the comparison when there is one."""
+    """The ``eval.md`` text: a title, the table (and categories), and the comparison when there is one."""
     parts = [f"# Evaluation of `{model}`", "", markdown_table(results)]
+    if suite is not None:
+        parts += ["", category_table(suite.scores, suite.category_of)]
     if compare is not None:
+        parts += ["", f"# Evaluation of `{compare_model}`", "", markdown_table(compare)]
+        if suite is not None and suite.compare is not None:
+            parts += ["", category_table(suite.compare, suite.category_of)]
         parts += [
-            "", f"# Evaluation of `{compare_model}`", "", markdown_table(compare),
             "", f"# Comparison: A = `{model}`, B = `{compare_model}`", "",
             comparison_table(results, compare, name_a="A", name_b="B"),
         ]
+        if suite is not None and suite.compare is not None:
+            parts += ["", category_comparison_table(suite.scores, suite.compare, name_a="A", name_b="B")]
     return "\n".join(parts) + "\n"
 
 
@@ -133,15 +158,17 @@ def write_report(
     settings: dict[str, Any] | None = None,
     compare: Sequence[EvalResult] | None = None,
     compare_model: str | None = None,
+    suite: SuiteReport | None = None,
 ) -> tuple[Path, Path]:
     """Write ``eval.json`` and ``eval.md`` into ``output_dir`` (created); return their paths."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / JSON_NAME, out / MARKDOWN_NAME
-    doc = report_json(results, model=model, settings=settings, compare=compare, compare_model=compare_model)
+    doc = report_json(results, model=model, settings=settings, compare=compare, compare_model=compare_model, suite=suite)
     json_path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     md_path.write_text(
-        report_markdown(results, model=model, compare=compare, compare_model=compare_model), encoding="utf-8"
+        report_markdown(results, model=model, compare=compare, compare_model=compare_model, suite=suite),
+        encoding="utf-8",
     )
     return json_path, md_path
 

@@ -111,6 +111,67 @@ def extract_tagged(completion: str) -> str | None:
     return extract_answer(completion, tag_name="answer", strip=True)
 
 
+def _check_dataset(dataset: Any) -> str:
+    """``dataset`` if reasoning-gym registers it; else ValueError with the close names (or all of them)."""
+    registry = _registry()
+    if not isinstance(dataset, str) or not dataset:
+        raise ValueError(
+            "task 'reasoning_gym': option 'dataset' must name a reasoning-gym generator, e.g. "
+            "{\"dataset\": \"basic_arithmetic\"}" + (f", got {dataset!r}" if dataset is not None else "")
+        )
+    if dataset not in registry:
+        close = difflib.get_close_matches(dataset, list(registry), n=5, cutoff=0.6)
+        hint = f"; did you mean {close}?" if close else f"; valid datasets: {sorted(registry)}"
+        raise ValueError(f"task 'reasoning_gym': unknown dataset {dataset!r}{hint}")
+    return dataset
+
+
+def _check_generator_keys(dataset: str, options: dict[str, Any]) -> None:
+    """Every key left after the task's own is a field of the generator's config (not seed or size)."""
+    reserved = sorted(k for k in options if k in RESERVED_GENERATOR_KEYS)
+    if reserved:
+        raise ValueError(
+            f"task 'reasoning_gym': option(s) {reserved} are set per split; use "
+            + ", ".join(RESERVED_GENERATOR_KEYS[k] for k in reserved)
+        )
+    allowed = generator_options(dataset)
+    unknown = sorted(k for k in options if k not in allowed)
+    if unknown:
+        close = sorted({m for k in unknown for m in difflib.get_close_matches(k, allowed + list(TASK_KEYS), n=2)})
+        raise ValueError(
+            f"task 'reasoning_gym': unknown option(s) {unknown} for dataset {dataset!r}"
+            + (f" (did you mean {close}?)" if close else "")
+            + f"; its options: {allowed}; the task's own: {list(TASK_KEYS)}"
+        )
+
+
+def _check_settings(settings: dict[str, Any]) -> None:
+    """The task's own options: seeds, sizes, answer format, instruction."""
+    for key in ("train_seed", "test_seed"):
+        _check_int(key, settings[key], 0)
+    for key in ("train_size", "test_size", "max_new_tokens"):
+        _check_int(key, settings[key], 1)
+    if settings["train_seed"] == settings["test_seed"]:
+        raise ValueError("task 'reasoning_gym': options 'train_seed' and 'test_seed' must differ")
+    if settings["answer_format"] not in ANSWER_FORMATS:
+        raise ValueError(
+            f"task 'reasoning_gym': option 'answer_format' must be one of {list(ANSWER_FORMATS)}, "
+            f"got {settings['answer_format']!r}"
+        )
+    if not isinstance(settings["instruction"], str):
+        raise ValueError(f"task 'reasoning_gym': option 'instruction' must be a string, got {settings['instruction']!r}")
+
+
+def parse_options(options: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """``(dataset, task settings, generator config)`` from the flat options; ValueError naming a bad one."""
+    options = dict(options)
+    settings = {k: options.pop(k, default) for k, default in TASK_KEYS.items()}
+    dataset = _check_dataset(settings["dataset"])
+    _check_generator_keys(dataset, options)
+    _check_settings(settings)
+    return dataset, settings, options
+
+
 class ReasoningGymTask(Task):
     """One reasoning-gym generator as a task; its verifier is the score (see the module docstring)."""
 
@@ -118,49 +179,10 @@ class ReasoningGymTask(Task):
     splits: ClassVar[tuple[str, ...]] = ("train", "test")
 
     def __init__(self, **options: Any) -> None:
-        settings = {k: options.pop(k, default) for k, default in TASK_KEYS.items()}
-        dataset = settings["dataset"]
-        registry = _registry()
-        if not isinstance(dataset, str) or not dataset:
-            raise ValueError(
-                "task 'reasoning_gym': option 'dataset' must name a reasoning-gym generator, e.g. "
-                "{\"dataset\": \"basic_arithmetic\"}" + (f", got {dataset!r}" if dataset is not None else "")
-            )
-        if dataset not in registry:
-            close = difflib.get_close_matches(dataset, list(registry), n=5, cutoff=0.6)
-            hint = f"; did you mean {close}?" if close else f"; valid datasets: {sorted(registry)}"
-            raise ValueError(f"task 'reasoning_gym': unknown dataset {dataset!r}{hint}")
-        reserved = sorted(k for k in options if k in RESERVED_GENERATOR_KEYS)
-        if reserved:
-            raise ValueError(
-                f"task 'reasoning_gym': option(s) {reserved} are set per split; use "
-                + ", ".join(RESERVED_GENERATOR_KEYS[k] for k in reserved)
-            )
-        allowed = generator_options(dataset)
-        unknown = sorted(k for k in options if k not in allowed)
-        if unknown:
-            close = sorted({m for k in unknown for m in difflib.get_close_matches(k, allowed + list(TASK_KEYS), n=2)})
-            raise ValueError(
-                f"task 'reasoning_gym': unknown option(s) {unknown} for dataset {dataset!r}"
-                + (f" (did you mean {close}?)" if close else "")
-                + f"; its options: {allowed}; the task's own: {list(TASK_KEYS)}"
-            )
-        for key in ("train_seed", "test_seed"):
-            _check_int(key, settings[key], 0)
-        for key in ("train_size", "test_size", "max_new_tokens"):
-            _check_int(key, settings[key], 1)
-        if settings["train_seed"] == settings["test_seed"]:
-            raise ValueError("task 'reasoning_gym': options 'train_seed' and 'test_seed' must differ")
-        if settings["answer_format"] not in ANSWER_FORMATS:
-            raise ValueError(
-                f"task 'reasoning_gym': option 'answer_format' must be one of {list(ANSWER_FORMATS)}, "
-                f"got {settings['answer_format']!r}"
-            )
-        if not isinstance(settings["instruction"], str):
-            raise ValueError(f"task 'reasoning_gym': option 'instruction' must be a string, got {settings['instruction']!r}")
+        dataset, settings, generator_config = parse_options(options)
         self.dataset = dataset
         self.settings = settings
-        self.generator_config = dict(options)
+        self.generator_config = generator_config
         self.max_new_tokens = settings["max_new_tokens"]  # type: ignore[misc]
         self.generators = {
             "train": self._generator(settings["train_seed"], settings["train_size"]),
@@ -278,4 +300,4 @@ class ReasoningGymTask(Task):
         return min(1.0, max(0.0, value)) if math.isfinite(value) else 0.0
 
 
-__all__ = ["ANSWER_FORMATS", "ReasoningGymTask", "TASK_KEYS", "dataset_names", "extract_tagged", "generator_options"]
+__all__ = ["ANSWER_FORMATS", "ReasoningGymTask", "TASK_KEYS", "dataset_names", "extract_tagged", "generator_options", "parse_options"]
