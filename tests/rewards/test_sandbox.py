@@ -166,7 +166,8 @@ def test_environment_is_scrubbed(monkeypatch):
     assert r.passed, r
     assert "hunter2" not in r.stdout and "hf_fake" not in r.stdout and "GSPO_TEST_SECRET" not in r.stdout
     keys = {k for k, _ in eval(r.stdout)}  # noqa: S307 - our own repr of a list of pairs
-    assert keys <= {"PATH", "LANG", "LC_ALL", "HOME", "TMPDIR"}, keys
+    assert keys <= {"PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                    "MKL_NUM_THREADS"}, keys
 
 
 def test_cwd_is_private_empty_and_removed():
@@ -199,7 +200,8 @@ def test_isolation_report_describes_features():
     assert report["status"] == "passed"
     assert report["mode"] == ("root" if os.geteuid() == 0 else "user")
     if os.geteuid() == 0:  # our CI runs as root with namespaces available
-        for key in ("netns", "pidns", "mountns", "private_tmp", "ro_root"):
+        for key in ("netns", "pidns", "mountns", "private_tmp", "ro_root", "sysv_zero", "memcg", "seccomp",
+                    "keyring"):
             assert report[key] is True, report
 
 
@@ -227,17 +229,17 @@ def test_unprivileged_parent_uses_user_namespace(tmp_path):
     the sandbox itself does (a private mount namespace masking /root)."""
     import subprocess
 
-    rewards_dir = Path(sandbox.__file__).parent
-    src_dir = rewards_dir.parent.parent
+    rewards_dir = Path(sandbox.__file__).parent  # the sandbox package: the launcher's modules
+    src_dir = rewards_dir.parent.parent.parent
     reachable = [sys.base_prefix, sys.prefix, str(src_dir)] + sandbox._site_paths()
     script = tmp_path / "unprivileged_parent.py"
     script.write_text(textwrap.dedent(f"""
         import os, sys
         sys.path.insert(0, {str(rewards_dir)!r})
-        import sandbox_launcher as L
+        import launcher as L, launcher_mounts as M
         L._check(L._libc.unshare(L.CLONE_NEWNS), "unshare")
-        L._mount(None, "/", None, L.MS_REC | L.MS_PRIVATE)
-        L.mask_dirs({reachable!r}, [])
+        M._mount(None, "/", None, M.MS_REC | M.MS_PRIVATE)
+        M.mask_dirs({reachable!r}, [])
         os.setgroups([]); os.setresgid(61149, 61149, 61149); os.setresuid(61149, 61149, 61149)
         sys.path.remove({str(rewards_dir)!r})
         sys.path[:0] = {[str(src_dir)] + sandbox._site_paths()!r}
@@ -303,8 +305,9 @@ def test_root_fallback_without_namespaces(monkeypatch):
     assert report["status"] == "passed" and not report["netns"] and not report["pidns"], report
     assert run_tests(ADD, "assert add(1, 2) == 3", limits=FAST).passed
     assert run_tests(ADD, "assert add(1, 2) == 4", limits=FAST).status == "failed"
-    r = run_tests("import socket\nsocket.create_connection(('127.0.0.1', 9), timeout=1)", "pass", limits=FAST)
-    assert r.status == "failed" and "network access is disabled" in r.stderr
+    r = run_tests("import socket\nsocket.socket(socket.AF_INET, socket.SOCK_STREAM).connect(('127.0.0.1', 9))",
+                  "pass", limits=FAST)
+    assert r.status == "failed" and "network access is disabled" in r.stderr, r
     marker = f"/tmp/gspo-fallback-{uuid.uuid4().hex}"
     daemon = textwrap.dedent(f"""
         import os, time

@@ -5,36 +5,39 @@ says whether the tests passed; ``run_tests_many`` does the same for many jobs in
 
 Mechanisms (details, guarantees and non-guarantees: docs/security.md):
 
-* one process per execution, started through a small launcher script (``sandbox_launcher.py``)
-  with ``subprocess`` (no ``preexec_fn``: safe from a multi-threaded trainer, no signal handlers);
+* one process per execution, started through a small launcher script (``launcher.py``) with
+  ``subprocess`` (no ``preexec_fn``: safe from a multi-threaded trainer, no signal handlers);
 * wall-clock deadline (enforced by the launcher, with a parent-side backstop), RLIMIT_CPU,
-  RLIMIT_AS (memory), RLIMIT_NPROC, RLIMIT_FSIZE, RLIMIT_NOFILE, no core dumps;
+  RLIMIT_AS, RLIMIT_NPROC, RLIMIT_FSIZE, RLIMIT_NOFILE, no core dumps;
+* a memory cgroup per slot bounds everything the run makes resident (``memcg``);
 * as root: the code runs under a distinct unprivileged uid/gid per concurrent slot (61000 + slot,
   slots are also locked across processes with ``flock``), and every process of that uid is killed
-  afterwards; not root: a user namespace with all capabilities dropped instead;
-* new network namespace (no network at all), PID namespace (everything dies with the run), IPC and
-  mount namespaces (read-only file system, private size-limited /tmp that holds the work dir);
+  and its keyrings cleared afterwards; not root: a user namespace with all capabilities dropped;
+* new network namespace, PID namespace (everything dies with the run), IPC namespace (System V
+  limits of zero) and mount namespace: a read-only view of the system directories, the interpreter
+  and the allowed packages only (``view``), private size-limited /tmp that holds the work dir;
+* a seccomp filter (libseccomp): no socket family but AF_UNIX, no new namespaces or mounts, no
+  keyrings, SysV IPC, ptrace, bpf, perf, userfaultfd, io_uring (``launcher_seccomp``);
 * scrubbed environment, private work dir as cwd (deleted afterwards), whole process group killed;
 * stdout/stderr read incrementally: ``max_output_bytes`` kept per stream, the rest discarded, and
   after ``DRAIN_BUDGET_BYTES`` the pipe is closed (the writer gets EPIPE);
-* verdict through a dedicated pipe with a per-run nonce that the harness reads only after the
-  tests finished; an exit without a valid verdict never counts as passed.
+* the tests reach the harness only after the solution ran; trace/profile hooks are refused (audit
+  hook); verdict through a dedicated pipe with a per-run nonce that the harness reads only after
+  the tests finished; an exit without a valid verdict never counts as passed.
 
 Limits: not a VM (kernel exploits, side channels and resource contention are out of scope); code
-that deliberately introspects the harness process can forge a verdict (it runs in that process);
-when namespaces are unavailable the guarantees degrade (logged once; see ``isolation_report``).
+that deliberately introspects the harness process (ctypes, frames of the running tests) can forge
+a verdict or read the test's constants (it runs in that process); when namespaces, cgroups or
+libseccomp are unavailable the guarantees degrade (logged once; see ``isolation_report``).
 """
 from __future__ import annotations
 
-import ast
 import grp
 import logging
 import marshal
 import os
 import pwd
 import secrets
-import selectors
-import shutil
 import signal
 import stat
 import subprocess
@@ -45,31 +48,46 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-__all__ = ["SandboxLimits", "ExecResult", "run_tests", "run_tests_many", "isolation_report", "STATUSES"]
+from gspo.rewards.sandbox import memcg
+from gspo.rewards.sandbox.parent_io import (Sink, cleanup_world_writable, close_all, communicate, kill_group,
+                                            parse_ctl, pipe_pair, remove_tree)
+from gspo.rewards.sandbox.view import DEFAULT_PACKAGES, site_paths, view
+
+__all__ = ["SandboxLimits", "ExecResult", "run_tests", "run_tests_many", "isolation_report", "STATUSES",
+           "DEFAULT_PACKAGES"]
 
 STATUSES = ("passed", "failed", "timeout", "memory", "error", "tampered")
-LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox_launcher.py")
+LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launcher.py")
 UID_BASE = 61000
 UID_SLOTS = 184  # uids 61000..61183: below systemd's dynamic-user range (61184..65519)
 BACKSTOP_GRACE_S = 10.0  # the launcher enforces timeout_s; the parent kills it this much later
-EXIT_GRACE_S = 0.5  # after the launcher exited, how long leftover pipe writers may linger
 DRAIN_BUDGET_BYTES = 64 << 20  # output read (and discarded) per stream before the pipe is closed
 VERDICT_TAG = "GSPO-VERDICT"
-SANDBOX_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+SANDBOX_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+               # one thread per BLAS/OpenMP pool: threads count against max_processes
+               "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 _log = logging.getLogger(__name__)
 _FORCE_USER_MODE = False  # tests: exercise the non-root (user namespace) path while root
 _USE_NAMESPACES = True  # tests: exercise the fallbacks for kernels that refuse namespaces
+_USE_CGROUP = True  # tests: exercise the fallback for hosts without a memory cgroup
+_USE_SECCOMP = True  # tests: exercise the fallback for hosts without libseccomp
+_site_paths = site_paths  # (the name the tests use)
 
 
 @dataclass(frozen=True)
 class SandboxLimits:
     timeout_s: float = 10.0  # wall clock
-    cpu_s: float = 10.0  # CPU time
-    memory_mb: int = 1024  # address space
+    cpu_s: float = 10.0  # CPU time, per process
+    # Memory of the whole run (memory cgroup): every process, tmpfs/shm/memfd files, kernel memory.
+    # Also each process's address space (RLIMIT_AS), which turns most overruns into MemoryError.
+    memory_mb: int = 1024
     max_output_bytes: int = 65536  # stdout/stderr captured, rest discarded (never buffered unbounded)
-    max_processes: int = 32  # processes/threads the program may create
+    max_processes: int = 8  # processes/threads the program may create
     max_file_mb: int = 16  # largest file it may write
+    # Installed packages the code may import besides the standard library; nothing else of any
+    # site-packages directory is visible (task data shipped in packages included).
+    packages: tuple[str, ...] = DEFAULT_PACKAGES
 
 
 @dataclass(frozen=True)
@@ -80,6 +98,7 @@ class ExecResult:
     returncode: int | None
     stdout: str  # truncated to max_output_bytes
     stderr: str  # truncated
+    memory_peak_mb: float | None = None  # peak of the run's memory cgroup (None without one)
 
 
 class _SlotPool:
@@ -160,132 +179,8 @@ os.register_at_fork(after_in_child=_SLOTS.forget_after_fork)  # e.g. fork-based 
 _warned: set[str] = set()
 
 
-class _Sink:
-    """Keeps the first ``keep`` bytes of a stream; reports when ``budget`` bytes were exceeded."""
-
-    def __init__(self, keep: int, budget: int) -> None:
-        self.keep, self.budget, self.total, self.data = keep, budget, 0, bytearray()
-
-    def feed(self, chunk: bytes) -> bool:
-        self.total += len(chunk)
-        room = self.keep - len(self.data)
-        if room > 0:
-            self.data += chunk[:room]
-        return self.total <= self.budget
-
-
-def _keep_paths() -> list[str]:
-    """Directories the sandboxed interpreter must be able to read."""
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
-    paths.update(_site_paths())
-    return sorted(p for p in paths if p and os.path.isdir(p))
-
-
-def _site_paths() -> list[str]:
-    import site
-
-    try:
-        return [p for p in site.getsitepackages() if os.path.isdir(p)]
-    except AttributeError:  # pragma: no cover - exotic site modules
-        return []
-
-
-def _home_dir() -> str:
-    try:
-        return pwd.getpwuid(os.geteuid()).pw_dir
-    except KeyError:
-        return os.environ.get("HOME", "")
-
-
-def _pipe_pair() -> tuple[int, int]:
-    return os.pipe()  # both ends close-on-exec: concurrent Popen calls cannot inherit them
-
-
-def _close_all(fds: list[int]) -> None:
-    for fd in fds:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except OSError:
-        pass
-
-
-def _launcher_exited(pid: int) -> bool:
-    """Non-reaping check (the zombie keeps the pid and process group id from being reused)."""
-    try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
-        return True
-
-
-def _communicate(proc: subprocess.Popen, sinks: dict[int, _Sink], deadline: float) -> bool:
-    """Read every pipe in ``sinks`` until they close; kill the process group once the launcher
-    exits. Returns True if the backstop ``deadline`` was hit (launcher killed)."""
-    sel = selectors.DefaultSelector()
-    for fd in sinks:
-        os.set_blocking(fd, False)
-        sel.register(fd, selectors.EVENT_READ)
-    try:
-        pidfd = os.pidfd_open(proc.pid)
-        sel.register(pidfd, selectors.EVENT_READ)
-    except (AttributeError, OSError):
-        pidfd = None
-    exited_at = None
-    backstop = False
-    try:
-        while len(sel.get_map()) > (1 if pidfd is not None and exited_at is None else 0):
-            now = time.monotonic()
-            if exited_at is None and (pidfd is None and _launcher_exited(proc.pid)):
-                exited_at = now
-                _kill_group(proc.pid)
-            limit = deadline if exited_at is None else exited_at + EXIT_GRACE_S
-            if now >= limit:
-                backstop = exited_at is None
-                break
-            wait = min(limit - now, 0.05 if pidfd is None else limit - now)
-            for key, _ in sel.select(wait):
-                if key.fd == pidfd:
-                    sel.unregister(pidfd)
-                    exited_at = time.monotonic()
-                    _kill_group(proc.pid)
-                    continue
-                try:
-                    chunk = os.read(key.fd, 1 << 16)
-                except BlockingIOError:
-                    continue
-                if not chunk or not sinks[key.fd].feed(chunk):
-                    sel.unregister(key.fd)
-                    if chunk:  # over budget: close our end, the writer gets EPIPE from now on
-                        os.close(key.fd)
-                        sinks[key.fd].closed = True  # type: ignore[attr-defined]
-    finally:
-        sel.close()
-        if pidfd is not None:
-            os.close(pidfd)
-    if backstop or exited_at is None:
-        _kill_group(proc.pid)
-    return backstop
-
-
-def _parse_ctl(raw: bytes) -> dict[str, dict]:
-    records: dict[str, dict] = {}
-    for line in raw.decode("utf-8", "replace").splitlines():
-        try:
-            rec = ast.literal_eval(line)
-            records.setdefault(rec["kind"], rec)
-        except (ValueError, KeyError, TypeError, SyntaxError, MemoryError, RecursionError):
-            continue
-    return records
-
-
 def _classify(records: dict[str, dict], verdict: bytes, nonce: str, limits: SandboxLimits,
-              backstop: bool) -> tuple[str, int | None, str]:
+              backstop: bool, oom_kills: int = 0) -> tuple[str, int | None, str]:
     """-> (status, returncode, note for stderr)."""
     ready, done = records.get("ready"), records.get("exit")
     if backstop:
@@ -302,6 +197,8 @@ def _classify(records: dict[str, dict], verdict: bytes, nonce: str, limits: Sand
                 and status in ("passed", "failed", "memory")):
             return status, rc, ""
         return "tampered", rc, "verdict channel written by someone other than the harness"
+    if oom_kills:
+        return "memory", rc, f"memory limit of {limits.memory_mb} MiB reached (OOM killer of the run's cgroup)"
     if done["timed_out"]:
         return "timeout", rc, f"wall-clock limit of {limits.timeout_s}s exceeded"
     # RLIMIT_CPU kills with SIGKILL (soft == hard). rusage under-reports CPU time by up to a few
@@ -314,26 +211,6 @@ def _classify(records: dict[str, dict], verdict: bytes, nonce: str, limits: Sand
     return "tampered", rc, "process exited before the harness reported a verdict"
 
 
-def _cleanup_world_writable(uid: int, workdir: str) -> None:
-    """Without a private /tmp (no mount namespace), remove what the sandbox uid left there
-    (top-level entries owned by ``uid``; ``workdir`` is removed separately)."""
-    for directory in ("/tmp", "/var/tmp", "/dev/shm"):
-        try:
-            entries = list(os.scandir(directory))
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                if entry.path == workdir or entry.stat(follow_symlinks=False).st_uid != uid:
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                else:
-                    os.unlink(entry.path)
-            except OSError:
-                pass
-
-
 def _reap(uid: int) -> None:
     """Kill every process of ``uid`` from a fresh helper process (forking the trainer is unsafe)."""
     subprocess.run([sys.executable, "-I", "-S", LAUNCHER, "--reap", str(uid)], env=SANDBOX_ENV,
@@ -341,28 +218,9 @@ def _reap(uid: int) -> None:
                    cwd="/", check=False)
 
 
-def _remove_tree(root: str) -> None:
-    """Delete the work dir. Non-root: the code may have made its dirs unwritable, so fix modes,
-    but only of directories strictly inside ``root`` (never its parent, never through a link)."""
-
-    def _retry(func, path, exc_info):
-        if isinstance(exc_info[1], FileNotFoundError):
-            return
-        try:
-            for d in (os.path.dirname(path), path):
-                if (d == root or d.startswith(root + os.sep)) and stat.S_ISDIR(os.lstat(d).st_mode):
-                    os.chmod(d, 0o700)
-            func(path)
-        except OSError:
-            pass
-
-    if os.path.lexists(root):
-        shutil.rmtree(root, onerror=_retry)
-
-
 def _warn_degraded(feats: dict) -> None:
-    missing = [k for k in ("userns", "netns", "pidns", "mountns", "private_tmp", "ro_root", "proc")
-               if k in feats and not feats[k]]
+    missing = [k for k in ("userns", "netns", "pidns", "mountns", "private_tmp", "ro_root", "proc",
+                           "sysv_zero", "memcg", "seccomp") if k in feats and not feats[k]]
     if feats.get("mountns") and "private_tmp" not in feats:
         missing.append("private_tmp")
     if feats.get("mode") == "user":
@@ -370,86 +228,133 @@ def _warn_degraded(feats: dict) -> None:
     key = ",".join(missing)
     if missing and key not in _warned:
         _warned.add(key)
+        why = "; ".join(f"{k}: {feats[k]}" for k in ("mount_error", "memcg_error", "seccomp_error") if k in feats)
         _log.warning("gspo sandbox runs with weaker isolation (missing: %s; %s). See docs/security.md.",
-                     key, feats.get("mount_error", "no error"))
+                     key, why or "no error")
 
 
-def _execute(solution: str, tests: str, limits: SandboxLimits, uid: int | None,
-             workdir: str) -> tuple[ExecResult, dict]:
+def _feed_tests(fd: int, data: bytes) -> None:
+    """Write the test program into its pipe, which the harness drains only after the solution ran:
+    what does not fit the pipe's buffer is written by a helper thread (EPIPE: the run is over)."""
+    try:
+        os.set_blocking(fd, False)
+        done = os.write(fd, data) if data else 0
+    except BlockingIOError:
+        done = 0
+    except OSError:
+        os.close(fd)
+        return
+    if done == len(data):
+        os.close(fd)
+        return
+
+    def rest() -> None:
+        try:
+            os.set_blocking(fd, True)
+            view_ = memoryview(data)[done:]
+            while view_:
+                view_ = view_[os.write(fd, view_):]
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    threading.Thread(target=rest, name="gspo-sandbox-tests", daemon=True).start()
+
+
+def _execute(solution: str, tests: str, limits: SandboxLimits, uid: int | None, workdir: str,
+             cgroup: memcg.RunCgroup | None) -> tuple[ExecResult, dict]:
+    from _blake2 import blake2b
+
     start = time.monotonic()
     nonce = secrets.token_hex(16)
-    cfg_r, cfg_w = _pipe_pair()
-    out_r, out_w = _pipe_pair()
-    err_r, err_w = _pipe_pair()
-    ctl_r, ctl_w = _pipe_pair()
-    ver_r, ver_w = _pipe_pair()
-    non_r, non_w = _pipe_pair()
+    cfg_r, cfg_w = pipe_pair()
+    out_r, out_w = pipe_pair()
+    err_r, err_w = pipe_pair()
+    ctl_r, ctl_w = pipe_pair()
+    ver_r, ver_w = pipe_pair()
+    non_r, non_w = pipe_pair()
+    tst_r, tst_w = pipe_pair()
     os.write(non_w, nonce.encode())
     os.close(non_w)
+    test_bytes = tests.encode("utf-8", "surrogatepass")
+    shown = view(tuple(limits.packages))
     cfg = {
-        "solution": solution, "tests": tests, "uid": uid, "gid": uid, "workdir": workdir,
-        "namespaces": _USE_NAMESPACES,
+        "solution": solution, "tests_size": len(test_bytes),
+        "tests_digest": blake2b(test_bytes, digest_size=32).hexdigest(),
+        "uid": uid, "gid": uid, "workdir": workdir, "namespaces": _USE_NAMESPACES,
+        "seccomp": _USE_SECCOMP,
         "timeout_s": limits.timeout_s, "cpu_s": limits.cpu_s, "memory_mb": limits.memory_mb,
         "max_processes": limits.max_processes, "max_file_mb": limits.max_file_mb,
-        "tmpfs_mb": max(64, 4 * limits.max_file_mb), "site_paths": _site_paths(),
-        "keep_paths": _keep_paths() + [workdir], "hide_dirs": [] if uid is not None else [_home_dir()],
+        "tmpfs_mb": max(64, 4 * limits.max_file_mb), "site_paths": site_paths(),
+        "keep_paths": shown["keep_paths"] + [workdir], "hide_dirs": shown["hide_dirs"],
+        "site_filters": shown["site_filters"],
     }
     env = dict(SANDBOX_ENV, HOME=workdir, TMPDIR=workdir)
-    child_fds = [cfg_r, out_w, err_w, ctl_w, ver_w, non_r]
+    child_fds = [cfg_r, out_w, err_w, ctl_w, ver_w, non_r, tst_r]
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", LAUNCHER, str(ctl_w), str(ver_w), str(non_r)],
-            stdin=cfg_r, stdout=out_w, stderr=err_w, pass_fds=(ctl_w, ver_w, non_r), env=env,
+            [sys.executable, "-I", "-S", LAUNCHER, *map(str, (ctl_w, ver_w, non_r, tst_r))],
+            stdin=cfg_r, stdout=out_w, stderr=err_w, pass_fds=(ctl_w, ver_w, non_r, tst_r), env=env,
             cwd="/", close_fds=True, start_new_session=True)
     except BaseException:
-        _close_all(child_fds + [cfg_w, out_r, err_r, ctl_r, ver_r])
+        close_all(child_fds + [cfg_w, out_r, err_r, ctl_r, ver_r, tst_w])
         raise
-    _close_all(child_fds)
-    sinks = {out_r: _Sink(limits.max_output_bytes, DRAIN_BUDGET_BYTES),
-             err_r: _Sink(limits.max_output_bytes, DRAIN_BUDGET_BYTES),
-             ctl_r: _Sink(1 << 16, 1 << 16), ver_r: _Sink(4096, 4096)}
+    close_all(child_fds)
+    # Into the memory cgroup while the interpreter starts (a cgroup move waits for an RCU grace
+    # period, ~15 ms here), before the config goes out: the launcher reads it before it forks.
+    cfg["cgroup"] = cgroup is not None and cgroup.add(proc.pid)
+    _feed_tests(tst_w, test_bytes)
+    sinks = {out_r: Sink(limits.max_output_bytes, DRAIN_BUDGET_BYTES),
+             err_r: Sink(limits.max_output_bytes, DRAIN_BUDGET_BYTES),
+             ctl_r: Sink(1 << 16, 1 << 16), ver_r: Sink(4096, 4096)}
     try:
         try:
             with os.fdopen(cfg_w, "wb", closefd=True) as f:
                 f.write(marshal.dumps(cfg))
         except BrokenPipeError:
             pass
-        backstop = _communicate(proc, sinks, time.monotonic() + limits.timeout_s + BACKSTOP_GRACE_S)
+        backstop = communicate(proc, sinks, time.monotonic() + limits.timeout_s + BACKSTOP_GRACE_S)
     finally:
-        _close_all([fd for fd, s in sinks.items() if not getattr(s, "closed", False)])
-        _kill_group(proc.pid)
+        close_all([fd for fd, s in sinks.items() if not getattr(s, "closed", False)])
+        kill_group(proc.pid)
         proc.wait()
-    records = _parse_ctl(bytes(sinks[ctl_r].data))
+    records = parse_ctl(bytes(sinks[ctl_r].data))
     feats = records.get("ready", {}).get("features", {})
     if uid is not None and (backstop or not feats.get("pidns") or not records.get("exit", {}).get("reaped")):
         _reap(uid)  # the launcher could not (or may not have) killed every process of the uid
     if uid is not None and not feats.get("private_tmp"):
-        _cleanup_world_writable(uid, workdir)
-    status, rc, note = _classify(records, bytes(sinks[ver_r].data), nonce, limits, backstop)
+        cleanup_world_writable(uid, workdir)
+    usage = cgroup.finish() if cgroup is not None else {"peak_mb": None, "oom_kills": 0}
+    status, rc, note = _classify(records, bytes(sinks[ver_r].data), nonce, limits, backstop, usage["oom_kills"])
     stderr = bytes(sinks[err_r].data).decode("utf-8", "replace")
     if note:
         stderr += ("" if not stderr or stderr.endswith("\n") else "\n") + f"[gspo-sandbox] {status}: {note}\n"
     result = ExecResult(status=status, passed=status == "passed", duration_s=time.monotonic() - start,
                         returncode=rc, stdout=bytes(sinks[out_r].data).decode("utf-8", "replace"),
-                        stderr=stderr)
+                        stderr=stderr, memory_peak_mb=usage["peak_mb"])
     return result, feats
 
 
 def _run(solution_code: str, test_code: str, limits: SandboxLimits) -> tuple[ExecResult, dict]:
     start = time.monotonic()
     root = os.geteuid() == 0 and not _FORCE_USER_MODE
-    uid = fd = workdir = None
+    uid = fd = workdir = cgroup = None
     try:
         if root:
             uid, fd = _SLOTS.acquire()
             if uid not in _SLOTS.reaped:  # leftovers of a crashed earlier owner of this uid
                 _reap(uid)
                 _SLOTS.reaped.add(uid)
+        if _USE_CGROUP:
+            cgroup = memcg.prepare(str(uid) if uid is not None else None, limits.memory_mb)
         workdir = tempfile.mkdtemp(prefix="gspo-sbx-")
         if uid is not None:
             os.chown(workdir, uid, uid)
         os.chmod(workdir, 0o700)
-        result, feats = _execute(solution_code, test_code, limits, uid, workdir)
+        result, feats = _execute(solution_code, test_code, limits, uid, workdir, cgroup)
+        if feats:
+            feats.setdefault("memcg", False)
         _warn_degraded(feats)
         return result, feats
     except Exception as exc:  # noqa: BLE001 - the trainer must get a result, not a crash
@@ -457,8 +362,10 @@ def _run(solution_code: str, test_code: str, limits: SandboxLimits) -> tuple[Exe
         note = f"[gspo-sandbox] error: {exc!r}\n"
         return ExecResult("error", False, time.monotonic() - start, None, "", note), {}
     finally:
+        if cgroup is not None:
+            cgroup.close()
         if workdir is not None:
-            _remove_tree(workdir)
+            remove_tree(workdir)
         if uid is not None:
             _SLOTS.release(uid, fd)
 

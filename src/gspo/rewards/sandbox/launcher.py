@@ -1,37 +1,30 @@
-"""Child-side launcher and test harness of :mod:`gspo.rewards.sandbox` (Linux only).
+"""Child-side launcher of :mod:`gspo.rewards.sandbox` (Linux only).
 
-The parent runs this file as a script: ``python -I -S sandbox_launcher.py CTL VERDICT NONCE``.
-It imports nothing from gspo, so it starts fast and works from any installed location.
+The parent runs this file as a script: ``python -I -S launcher.py CTL VERDICT NONCE TESTS`` (and
+moves it into the run's memory cgroup before sending the config). It imports nothing from gspo (only its sibling modules
+``launcher_mounts``, ``launcher_seccomp`` and ``launcher_harness``, loaded by path before the
+file system is narrowed), so it starts fast and works from any installed location.
 
 What it does, in order (each step degrades gracefully when the kernel refuses it; the steps that
 worked are reported to the parent in the ``ready`` record on the CTL pipe, one ``repr``'d dict a
 line; CTL is closed before candidate code runs, so only trusted code writes it):
 
-1. reads a ``marshal``'d config from stdin (code, limits, sandbox uid/gid or ``None``, work dir),
-   then points stdin at /dev/null;
+1. reads a ``marshal``'d config from stdin (solution, size and digest of the tests, limits, sandbox
+   uid/gid or ``None``, work dir, file-system view), then points stdin at /dev/null;
 2. user mode only: enters a new user namespace (mapping its own ids) so that the next steps are
    allowed; then marks itself non-dumpable;
-3. new network (no interfaces but a down loopback: no network at all), IPC, mount and PID
-   namespaces. In the mount namespace: directories that hide the interpreter from an unprivileged
-   uid (e.g. /root, mode 0700) are covered by an empty tmpfs that re-exposes only the interpreter
-   and site-packages (/run, and in user mode $HOME, are hidden the same way); every mount is made
-   read-only; a size-limited private tmpfs covers /tmp, /var/tmp, /dev/shm and holds the work dir;
+3. new network (no interfaces but a down loopback), IPC (System V limits set to zero), mount and PID
+   namespaces; in the mount namespace, the narrowed read-only view of ``launcher_mounts``;
 4. forks the harness child (pid 1 of the new PID namespace: when it exits, the kernel kills every
-   process left in the namespace). The child mounts a fresh /proc, applies rlimits (address space,
-   CPU, processes, file size, open files, no core), drops privileges (root: setresuid to the slot
-   uid, no groups; user mode: drops all capabilities), sets no_new_privs, a parent-death SIGKILL,
-   and runs the candidate code (see ``run_harness``);
+   process left in the namespace). The child mounts a fresh /proc, makes itself the OOM killer's
+   first choice, applies rlimits, drops privileges (root: setresuid to the slot uid, no groups; user mode: drops
+   all capabilities), joins a fresh session keyring, sets no_new_privs and a parent-death SIGKILL,
+   loads the seccomp filter and runs the candidate code (``launcher_harness.run_harness``);
 5. waits for the child with a wall-clock deadline (pidfd), SIGKILLs it on timeout and, in root
-   mode, kills every process of the slot uid; reports ``exit`` on CTL and exits. The parent then
-   kills the launcher's process group (the child and its descendants stay in it unless they call
-   setsid, which only matters where no PID namespace could be created).
+   mode, kills every process of the slot uid and clears its keyrings; reports ``exit`` on CTL and
+   exits. The parent then kills the launcher's process group.
 
-The verdict protocol is described in ``run_harness`` and docs/security.md. It defends against
-accidental and shallow tampering (early exits, exceptions, fake stdout markers, monkey-patching
-builtins/harness names, forked copies of the harness), not against code that deliberately reads the
-interpreter's memory or the nonce pipe: the candidate runs in the harness's own process.
-
-``python -I -S sandbox_launcher.py --reap UID`` only kills every process of UID (parent backstop).
+``python -I -S launcher.py --reap UID`` only kills every process of UID (parent backstop).
 """
 from __future__ import annotations
 
@@ -40,26 +33,31 @@ import marshal
 import os
 import resource
 import select
-import stat
 import struct
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import launcher_harness  # noqa: E402 - siblings, found through the line above
+import launcher_mounts  # noqa: E402
+import launcher_seccomp  # noqa: E402
+
+del sys.path[0]
+
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER = 0x00020000, 0x08000000, 0x10000000
 CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
-MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 0x20, 0x1000, 0x4000, 0x40000
+MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x2, 0x4, 0x8
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP = 1, 4, 24
 PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 38, 47, 4
-SYS_MOUNT_SETATTR, AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY = 442, -100, 0x8000, 0x1
-CTL_FD, VERDICT_FD, NONCE_FD = 3, 4, 5  # fixed numbers inside the sandbox
+SYS_KEYCTL, KEYCTL_JOIN_SESSION_KEYRING, KEYCTL_CLEAR = 250, 1, 7
+KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING = -4, -5
+CTL_FD, VERDICT_FD, NONCE_FD, TESTS_FD = 3, 4, 5, 6  # fixed numbers inside the sandbox
 SETUP_FAILED_EXIT = 125
-VERDICT_TAG = b"GSPO-VERDICT"
-PRIVATE_DIRS = ("/var/tmp", "/dev/shm")  # world-writable: covered by the private /tmp
-HIDDEN_DIRS = ("/run",)  # host service sockets (dbus, databases) and runtime state: emptied
 SIGKILL = 9  # numeric: the signal module pulls in enum, which costs milliseconds per run
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_mount = launcher_mounts._mount
+mask_dirs = launcher_mounts.mask_dirs
 
 
 def _check(ret: int, what: str) -> None:
@@ -72,12 +70,6 @@ def _prctl(option: int, arg: int = 0) -> int:
     return _libc.prctl(option, ctypes.c_ulong(arg), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0))
 
 
-def _mount(src: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    enc = lambda s: None if s is None else s.encode()  # noqa: E731
-    ret = _libc.mount(enc(src), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data))
-    _check(ret, f"mount {target}")
-
-
 def _write_ctl(record: dict) -> None:
     try:
         os.write(CTL_FD, (repr(record) + "\n").encode())
@@ -86,7 +78,7 @@ def _write_ctl(record: dict) -> None:
 
 
 def reap_uid(uid: int) -> bool:
-    """Kill every process whose real uid is ``uid`` (needs root).
+    """Kill every process whose real uid is ``uid`` and clear its user keyrings (needs root).
 
     A forked helper switches to ``uid`` and calls ``kill(-1, SIGKILL)``, which reaches exactly the
     processes that uid may signal (its own, in every PID namespace: setsid/double-fork daemons
@@ -102,6 +94,8 @@ def reap_uid(uid: int) -> bool:
         try:
             os.setresgid(uid, uid, uid)
             os.setresuid(uid, uid, uid)
+            for ring in (KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING):  # nothing for the next run
+                _libc.syscall(SYS_KEYCTL, KEYCTL_CLEAR, ctypes.c_long(ring))
             for _ in range(3):
                 os.kill(-1, SIGKILL)
         except BaseException:  # noqa: BLE001 - ESRCH: no other process at all
@@ -109,65 +103,6 @@ def reap_uid(uid: int) -> bool:
         os._exit(0)
     os.waitpid(pid, 0)
     return True
-
-
-def _blocking_ancestor(path: str) -> str | None:
-    """The top-most proper ancestor of ``path`` that 'other' users may not traverse, or None."""
-    cur = "/"
-    for part in path.strip("/").split("/")[:-1]:
-        cur = os.path.join(cur, part)
-        try:
-            st = os.stat(cur)
-        except OSError:
-            return None
-        if stat.S_ISDIR(st.st_mode) and not st.st_mode & stat.S_IXOTH:
-            return cur
-    return None
-
-
-def _mask_dir(directory: str, keep: list[str]) -> None:
-    """Cover ``directory`` with an empty read-only tmpfs, bind-mounting back only ``keep``."""
-    fds = [(p, os.open(p, os.O_PATH | os.O_CLOEXEC)) for p in keep]
-    _mount("tmpfs", directory, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
-    for path, fd in fds:
-        os.makedirs(path, mode=0o755, exist_ok=True)
-        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
-        os.close(fd)
-    _mount(None, directory, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
-
-
-def mask_dirs(keep_paths: list[str], hide: list[str]) -> list[str]:
-    """Mask the directories that block ``keep_paths`` for other users, plus ``hide`` (keeping
-    whatever of ``keep_paths`` lies inside them). Needs a private mount namespace. Returns them."""
-    keep = sorted({os.path.realpath(p) for p in keep_paths if os.path.isdir(p)})
-    keep = [p for p in keep if not any(p.startswith(o + "/") for o in keep)]  # outermost only
-    masks = {b for b in (_blocking_ancestor(p) for p in keep) if b}
-    masks |= {os.path.realpath(h) for h in hide if h and os.path.isdir(h) and os.path.realpath(h) != "/"}
-    top = [m for m in masks if not any(m != o and m.startswith(o + "/") for o in masks)]
-    for m in sorted(top):
-        _mask_dir(m, [p for p in keep if p == m or p.startswith(m + "/")])
-    return sorted(top)
-
-
-def _setup_mounts(cfg: dict, feats: dict) -> None:
-    """In our new mount namespace: masks, read-only everything, private /tmp and work dir."""
-    _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we mount propagates to the host
-    feats["masked"] = mask_dirs(cfg["keep_paths"], cfg["hide_dirs"] + list(HIDDEN_DIRS))
-    attr = ctypes.create_string_buffer(struct.pack("QQQQ", MOUNT_ATTR_RDONLY, 0, 0, 0))
-    feats["ro_root"] = _libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", AT_RECURSIVE, attr, 32) == 0
-    size_mb = cfg["tmpfs_mb"]
-    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={size_mb}m,nr_inodes=16384,mode=1777")
-    for d in PRIVATE_DIRS:
-        if os.path.isdir(d) and not os.path.islink(d):
-            _mount("/tmp", d, None, MS_BIND)
-    work = cfg["workdir"]
-    if not os.path.isdir(work):  # it lay under a directory we just covered: recreate it there
-        os.makedirs(work, mode=0o700)
-    else:  # the work dir lives elsewhere: give it its own private tmpfs
-        _mount("tmpfs", work, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size_mb}m,nr_inodes=16384,mode=0700")
-    if cfg["uid"] is not None:
-        os.chown(work, cfg["uid"], cfg["gid"])
-    feats["private_tmp"] = True
 
 
 def _map_own_ids(uid: int, gid: int) -> None:
@@ -225,21 +160,20 @@ def _preimport_common_modules() -> None:
     for name in ("math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string",
                  "typing", "random", "statistics", "fractions", "decimal", "operator", "copy",
                  "hashlib", "datetime", "array", "dataclasses", "enum", "textwrap", "unicodedata",
-                 "io", "cmath", "numbers", "struct", "queue", "threading", "time", "traceback"):
+                 "io", "cmath", "numbers", "struct", "queue", "threading", "time", "traceback", "socket"):
         try:
             __import__(name)
         except ImportError:
             pass
 
 
-def _block_sockets() -> None:
-    """Best-effort network ban when no network namespace could be created (bypassable)."""
-    import socket
-
-    def _denied(*_a, **_k):
-        raise PermissionError("network access is disabled in the gspo sandbox")
-
-    socket.socket = socket.create_connection = socket.socketpair = _denied  # type: ignore[assignment]
+def _set_oom_score_adj(value: int) -> bool:
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(value))
+        return True
+    except OSError:
+        return False
 
 
 def _child_setup(cfg: dict, feats: dict) -> None:
@@ -250,9 +184,10 @@ def _child_setup(cfg: dict, feats: dict) -> None:
             feats["proc"] = True
         except OSError:
             feats["proc"] = False
+    if cfg["cgroup"]:  # the parent moved the launcher into the run's memory cgroup before we forked
+        feats["memcg"] = True
+        _set_oom_score_adj(1000)  # the OOM killer of the cgroup picks candidate processes first
     _apply_limits(cfg, feats)
-    if not feats.get("netns"):
-        _block_sockets()
     uid = cfg["uid"]
     if uid is not None:
         if "masked" not in feats:  # the interpreter's files may be unreachable after the switch
@@ -265,69 +200,22 @@ def _child_setup(cfg: dict, feats: dict) -> None:
             raise OSError("privilege drop failed")
     elif feats.get("userns"):
         _drop_capabilities()
+    # A fresh anonymous session keyring (the trainer's is not reachable; the user keyrings of a slot
+    # uid are cleared after every run, and the filter refuses keyctl anyway).
+    feats["keyring"] = _libc.syscall(SYS_KEYCTL, KEYCTL_JOIN_SESSION_KEYRING, None) >= 0
     _check(_prctl(PR_SET_NO_NEW_PRIVS, 1), "no_new_privs")
     _prctl(PR_SET_PDEATHSIG, SIGKILL)  # after the uid change, which clears it
     os.chdir(cfg["workdir"])
     os.umask(0o077)
-
-
-def run_harness(solution: str, tests: str) -> None:
-    """Run ``solution`` then ``tests`` in one namespace; report through VERDICT_FD; never returns.
-
-    Verdict record (exactly one line): ``GSPO-VERDICT <nonce> <pid> <passed|failed|memory>``. The
-    nonce sits in the NONCE pipe and is read only *after* the tests finished, so it is nowhere in
-    this process's memory while candidate code runs; the pid must be the harness's own pid, so forked
-    copies of the harness cannot vote. Everything used here is bound before candidate code runs, so
-    patching builtins, os, sys or traceback has no effect, and the builtins the solution replaced
-    are put back before the tests run. Any exception (SystemExit included) is a failure; an exit
-    without a verdict is classified by the parent (never as passed).
-    """
-    import builtins
-
-    _compile, _exec, _import = builtins.compile, builtins.exec, builtins.__import__
-    _base_exc, _mem_err, _isinstance = BaseException, MemoryError, isinstance
-    _read, _write, _exit, _getpid = os.read, os.write, os._exit, os.getpid
-    _stdout, _stderr = sys.stdout, sys.stderr
-    _tag, _verdict_fd, _nonce_fd = VERDICT_TAG, VERDICT_FD, NONCE_FD  # module globals are patchable
-    pristine = dict(builtins.__dict__)
-    _clear, _restore = builtins.__dict__.clear, builtins.__dict__.update
-    namespace = {"__name__": "__sandbox__", "__builtins__": builtins}
-    status = b"failed"
-    try:
-        _exec(_compile(solution, "<solution>", "exec"), namespace)
-        _clear()  # undo patched or added builtins (e.g. AssertionError, abs) before the tests run
-        _restore(pristine)
-        namespace["__builtins__"] = builtins
-        _exec(_compile(tests, "<tests>", "exec"), namespace)
-        status = b"passed"
-    except _base_exc as exc:  # noqa: BLE001 - everything, SystemExit included, is a failure
-        status = b"memory" if _isinstance(exc, _mem_err) else b"failed"
-        namespace = None
-        try:  # imported only now: a patched traceback module can garble stderr, not the verdict
-            traceback = _import("traceback")
-            tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None  # skip our frame
-            text = "".join(traceback.format_exception(type(exc), exc, tb))
-            _stderr.flush()
-            _write(2, text[-8192:].encode("utf-8", "replace"))
-        except _base_exc:  # noqa: BLE001
-            try:
-                _write(2, b"(the harness could not format the exception)\n")
-            except _base_exc:  # noqa: BLE001
-                pass
-    namespace = None  # free the candidate's objects before allocating the verdict
-    for stream in (_stdout, _stderr):
+    if cfg["seccomp"]:
         try:
-            stream.flush()
-        except _base_exc:  # noqa: BLE001
-            pass
-    try:
-        nonce = _read(_nonce_fd, 64)
-        if len(nonce) == 32:
-            _write(_verdict_fd, b"%s %s %d %s\n" % (_tag, nonce, _getpid(), status))
-            _exit(0)
-    except _base_exc:  # noqa: BLE001
-        pass
-    _exit(3)  # the nonce was gone or the verdict pipe closed: tampering
+            unknown = launcher_seccomp.load(deny_memfd=not cfg["cgroup"])
+            feats["seccomp"] = True
+            if unknown:
+                feats["seccomp_unknown"] = unknown
+        except OSError as exc:
+            feats["seccomp"] = False
+            feats["seccomp_error"] = str(exc)
 
 
 def _wait_child(pid: int, timeout_s: float, start: float) -> tuple[int, object, bool]:
@@ -359,16 +247,16 @@ def _wait_child(pid: int, timeout_s: float, start: float) -> tuple[int, object, 
 
 
 def _move_fds(fds: list[int]) -> None:
-    """Renumber the inherited pipes to CTL_FD, VERDICT_FD, NONCE_FD; close everything else."""
+    """Renumber the inherited pipes to CTL_FD .. TESTS_FD; close everything else."""
     import fcntl
 
     high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 64) for fd in fds]
     for fd in fds:
         os.close(fd)
-    for target, fd in zip((CTL_FD, VERDICT_FD, NONCE_FD), high):
+    for target, fd in zip((CTL_FD, VERDICT_FD, NONCE_FD, TESTS_FD), high):
         os.dup2(fd, target, inheritable=True)
         os.close(fd)
-    os.closerange(NONCE_FD + 1, 64 + len(fds))
+    os.closerange(TESTS_FD + 1, 64 + len(fds))
 
 
 def _read_config() -> dict:
@@ -385,8 +273,10 @@ def main(argv: list[str]) -> None:
     if argv[:1] == ["--reap"]:
         reap_uid(int(argv[1]))
         return
-    _move_fds([int(a) for a in argv[:3]])
+    _move_fds([int(a) for a in argv[:4]])
     cfg = _read_config()
+    if cfg["cgroup"] and cfg["uid"] is not None:  # root: the launcher itself is never the OOM victim
+        _set_oom_score_adj(-1000)
     sys.path.extend(cfg["site_paths"])
     uid = cfg["uid"]
     feats: dict = {"mode": "root" if uid is not None else "user"}
@@ -402,9 +292,11 @@ def main(argv: list[str]) -> None:
     can_unshare = cfg["namespaces"] and (uid is not None or feats["userns"])
     for key, flag in (("netns", CLONE_NEWNET), ("ipcns", CLONE_NEWIPC), ("mountns", CLONE_NEWNS)):
         feats[key] = can_unshare and _libc.unshare(flag) == 0
+    if feats["ipcns"]:  # before the mounts: /proc/sys becomes read-only with everything else
+        feats["sysv_zero"] = launcher_mounts.zero_sysv_limits()
     if feats["mountns"]:
         try:
-            _setup_mounts(cfg, feats)
+            launcher_mounts.setup_mounts(cfg, feats)
         except OSError as exc:
             feats["mount_error"] = str(exc)
     try:  # to come back to our own PID namespace for forking after the sandbox's one is gone
@@ -430,9 +322,9 @@ def main(argv: list[str]) -> None:
                 where = ""
             _write_ctl({"kind": "setup_error", "error": repr(exc), "where": where})
             os._exit(SETUP_FAILED_EXIT)
-        run_harness(cfg["solution"], cfg["tests"])
-    os.close(VERDICT_FD)
-    os.close(NONCE_FD)
+        launcher_harness.run_harness(cfg["solution"], cfg["tests_size"], cfg["tests_digest"])
+    for fd in (VERDICT_FD, NONCE_FD, TESTS_FD):
+        os.close(fd)
     status, rusage, timed_out = _wait_child(pid, cfg["timeout_s"], start)
     wall = time.monotonic() - start
     reaped = None
