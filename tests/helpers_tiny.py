@@ -25,6 +25,7 @@ from typing import Sequence
 
 import torch
 
+from gspo.models.introspect import cache_argument, returned_cache
 from gspo.tasks.base import Task
 
 PAD, EOS, BOS, UNK = "<pad>", "<eos>", "<bos>", "<unk>"
@@ -173,8 +174,10 @@ class ForcedEOS(torch.nn.Module):
             self._rows = [r for r in self._rows if not (self.eos_at[r] is not None and self.eos_at[r] <= self._step)]
             assert len(self._rows) == input_ids.shape[0], "ForcedEOS cannot follow this batch change"
         self.calls.append((tuple(input_ids.shape), self.training))
+        # the wrapper takes the pre-5.24 name (as remote-code models do); the inner model its own
         out = self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         past_key_values=past_key_values, use_cache=use_cache, logits_to_keep=logits_to_keep)
+                         use_cache=use_cache, logits_to_keep=logits_to_keep,
+                         **{cache_argument(self.inner): past_key_values})
         logits = out.logits.clone()
         logits[..., list(self.ban_ids)] = -1e4
         for b, row in enumerate(self._rows or ()):
@@ -182,7 +185,7 @@ class ForcedEOS(torch.nn.Module):
             if at is not None and self._step == at - 1:
                 logits[b, -1, self.eos_id] = 1e4
         self._step += 1
-        return SimpleNamespace(logits=logits, past_key_values=out.past_key_values)
+        return SimpleNamespace(logits=logits, past_key_values=returned_cache(out, cache_argument(self.inner)))
 
 
 class ParityTask(Task):

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from gspo.models.introspect import cache_argument
 from gspo.trainer.scoring import completion_logprobs
 from tests.helpers_tiny import tiny_model_and_tokenizer
 
@@ -31,13 +32,35 @@ def test_fast_path_equals_plain_log_softmax(arch, temperature):
     torch.testing.assert_close(ent[real], -(p * p.log()).sum(-1)[real], rtol=1e-4, atol=1e-4)
 
 
+def _with_pre_5_24_backbone(model):
+    """Give the model's backbone a forward that takes the KV cache as ``past_key_values`` (older
+    transformers, remote-code models)."""
+    backbone = getattr(model, model.base_model_prefix)
+    current = backbone.forward
+    assert cache_argument(backbone) == "cache"  # the locked transformers uses the new name
+
+    def forward(input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, use_cache=None, **kw):
+        kw.setdefault("cache", past_key_values)  # the outer model's own forward still calls it with `cache`
+        return current(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                       use_cache=use_cache, **kw)  # its output still answers to .past_key_values
+
+    backbone.forward = forward
+    backbone.__dict__.pop("_gspo_forward_parameters", None)
+    assert cache_argument(backbone) == "past_key_values"
+    return model
+
+
+@pytest.mark.parametrize("cache_name", ["cache", "past_key_values"])
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "gpt2"])
-def test_prompt_sharing_equals_one_forward_per_row(arch, monkeypatch):
-    """Groups of rows with one prompt: prompt computed once, same log-probs and parameter gradients."""
+def test_prompt_sharing_equals_one_forward_per_row(arch, cache_name, monkeypatch):
+    """Groups of rows with one prompt: prompt computed once, same log-probs and parameter gradients,
+    whichever name the model's forward gives its KV cache."""
     import gspo.trainer.scoring as scoring
 
     monkeypatch.setattr(scoring, "SHARE_MIN_MACS", 0)  # tiny models save too little to share by default
     model, _ = tiny_model_and_tokenizer(arch=arch, chat=False)
+    if cache_name == "past_key_values":
+        _with_pre_5_24_backbone(model)
     model.eval()  # no dropout (GPT-2 has some): both passes must see the same function
     g = torch.Generator().manual_seed(3)
     prompts = torch.randint(3, 50, (2, 6), generator=g)

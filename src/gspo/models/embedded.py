@@ -233,6 +233,8 @@ def sample_answers(
     """
     import torch
 
+    from gspo.models.introspect import cache_argument, returned_cache
+
     generator = torch.Generator().manual_seed(seed)
     encoded = tokenizer(list(prompts), padding=True, return_tensors="pt")
     ids = encoded["input_ids"].repeat_interleave(samples, dim=0)
@@ -240,10 +242,11 @@ def sample_answers(
     prompt_len, eos = ids.shape[1], tokenizer.eos_token_id
     done = torch.zeros(ids.shape[0], dtype=torch.bool)
     step_input, past = ids, None
+    cache_arg = cache_argument(model) or "past_key_values"
     with torch.no_grad():
         for _ in range(max_new_tokens):
-            out = model(input_ids=step_input, attention_mask=mask, past_key_values=past, use_cache=True)
-            logits, past = out.logits[:, -1].float(), out.past_key_values
+            out = model(input_ids=step_input, attention_mask=mask, use_cache=True, **{cache_arg: past})
+            logits, past = out.logits[:, -1].float(), returned_cache(out, cache_arg)
             if greedy:
                 nxt = logits.argmax(dim=-1)
             else:

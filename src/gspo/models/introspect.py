@@ -2,11 +2,18 @@
 
 Shared by the sampler and the trainer's scoring pass, so both see through the same wrappers:
 DDP / ``accelerate`` (``.module``, possibly nested) first, then PEFT (``get_base_model()``).
+
+The KV cache argument changed name in transformers 5.24: ``cache`` (``past_key_values`` still
+works there but warns, and goes in 5.40). :func:`cache_argument` decides, once per model, which
+name its ``forward`` takes, so current releases get ``cache`` and older releases and remote-code
+models keep ``past_key_values``; :func:`returned_cache` reads the cache back from an output under
+the same name.
 """
 
 from __future__ import annotations
 
 import inspect
+from typing import Any, Callable
 
 from torch import nn
 
@@ -20,9 +27,55 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     return model
 
 
+def cached_on(module: nn.Module, name: str, compute: Callable[[nn.Module], Any]) -> Any:
+    """``compute(module)``, computed once and kept as attribute ``name`` of the module (for static facts).
+
+    ``compute`` must not return None (None means "not computed yet").
+    """
+    value = getattr(module, name, None)
+    if value is None:
+        value = compute(module)
+        try:
+            object.__setattr__(module, name, value)
+        except (AttributeError, TypeError):
+            pass
+    return value
+
+
+def _forward_parameters(module: nn.Module) -> frozenset[str]:
+    """Names of the keyword arguments of ``module.forward`` (cached on the module)."""
+
+    def compute(m: nn.Module) -> frozenset[str]:
+        try:
+            return frozenset(inspect.signature(m.forward).parameters)
+        except (TypeError, ValueError):
+            return frozenset()
+
+    return cached_on(module, "_gspo_forward_parameters", compute)
+
+
 def accepts_kwarg(model: nn.Module, name: str) -> bool:
     """True when the underlying model's ``forward`` takes a keyword argument ``name``."""
-    try:
-        return name in inspect.signature(unwrap_model(model).forward).parameters
-    except (TypeError, ValueError):
-        return False
+    return name in _forward_parameters(unwrap_model(model))
+
+
+def cache_argument(model: nn.Module) -> str | None:
+    """The name under which the underlying model's ``forward`` takes a KV cache, or None.
+
+    ``"cache"`` where the forward declares it (transformers >= 5.24), else ``"past_key_values"``
+    (older releases, remote-code models), else None. Decided once per model.
+    """
+    params = _forward_parameters(unwrap_model(model))
+    for name in ("cache", "past_key_values"):
+        if name in params:
+            return name
+    return None
+
+
+def returned_cache(output: Any, argument: str | None) -> Any:
+    """The KV cache in a model ``output``, read under the name the model's forward takes (None if absent)."""
+    if argument == "cache":
+        found = getattr(output, "cache", None)
+        if found is not None:
+            return found
+    return getattr(output, "past_key_values", None)

@@ -3,7 +3,8 @@
 :func:`sample` is a hand-written decoding loop over any Hugging Face causal LM:
 
 - the prompt is run once (prefill) with ``use_cache=True``; each later step feeds one token per row
-  plus the cache (``past_key_values``), so the prompt is never recomputed. With ``repeats=G`` (the
+  plus the cache (``cache``; ``past_key_values`` before transformers 5.24, see ``cache_argument``),
+  so the prompt is never recomputed. With ``repeats=G`` (the
   trainer's groups) each distinct prompt is prefilled once and its cache repeated G times;
 - the cache is :mod:`gspo.sampling.kv_cache`'s preallocated one (Hugging Face's ``DynamicCache``
   re-concatenates the whole cache every step: 38 % of a SmolLM2 decode step);
@@ -30,7 +31,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from gspo.models.introspect import accepts_kwarg
+from gspo.models.introspect import accepts_kwarg, cache_argument, returned_cache
 from gspo.sampling.kv_cache import preallocated_cache
 
 
@@ -257,9 +258,10 @@ def _sample_loop(
 
     use_positions = accepts_kwarg(model, "position_ids")
     extra = {"logits_to_keep": 1} if accepts_kwarg(model, "logits_to_keep") else {}
+    cache_arg = cache_argument(model) or "past_key_values"  # a forward(**kwargs) model: the long-standing name
     cache = preallocated_cache(model, P + max_new_tokens)
     if cache is not None:
-        extra["past_key_values"] = cache
+        extra[cache_arg] = cache
 
     kwargs = {}
     if use_positions:
@@ -267,9 +269,9 @@ def _sample_loop(
     # Prefill each distinct prompt once (R5), then repeat its cache and last logits `repeats` times.
     out = model(input_ids=prompt_ids_bP, attention_mask=prompt_mask_bP, use_cache=True, **kwargs, **extra)
     logits_AV = out.logits[:, -1, :]
-    past = out.past_key_values
+    past = returned_cache(out, cache_arg)
     if past is None:
-        raise ValueError(f"{type(model).__name__} returned no past_key_values with use_cache=True; sample needs a KV cache")
+        raise ValueError(f"{type(model).__name__} returned no KV cache with use_cache=True; sample needs one")
     prompt_ids_BP, prompt_mask_BP = prompt_ids_bP, prompt_mask_bP
     if repeats > 1:
         if not hasattr(past, "batch_repeat_interleave"):
@@ -323,12 +325,12 @@ def _sample_loop(
         out = model(
             input_ids=token_A[:, None],
             attention_mask=mask_AS[:, : P + steps],
-            past_key_values=past,
             use_cache=True,
+            **{cache_arg: past},
             **kwargs,
         )
         logits_AV = out.logits[:, -1, :]
-        past = out.past_key_values
+        past = returned_cache(out, cache_arg)
     finished_B[batch_rows_A[done_A]] = True
     del past, out
 

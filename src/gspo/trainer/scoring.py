@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from gspo.losses import chunked_token_logprobs
-from gspo.models.introspect import accepts_kwarg, unwrap_model
+from gspo.models.introspect import accepts_kwarg, cache_argument, cached_on, returned_cache, unwrap_model
 from gspo.sampling.generate import position_ids_from_mask
 
 Tensor = torch.Tensor
@@ -81,7 +81,7 @@ def _can_share_prompts(model: nn.Module, backbone: nn.Module, rows: int) -> bool
         return False
     if inner.training and _has_dropout(inner):  # rows would share the prompt's dropout masks
         return False
-    return accepts_kwarg(backbone, "past_key_values")
+    return cache_argument(backbone) is not None
 
 
 def sampler_matches_trainer(model: nn.Module) -> bool:
@@ -97,18 +97,6 @@ def sampler_matches_trainer(model: nn.Module) -> bool:
     return wide and not _has_dropout(inner)
 
 
-def _cached_on(module: nn.Module, name: str, compute):
-    """``compute(module)``, computed once and kept as attribute ``name`` of the module (for static facts)."""
-    value = getattr(module, name, None)
-    if value is None:
-        value = compute(module)
-        try:
-            object.__setattr__(module, name, value)
-        except (AttributeError, TypeError):
-            pass
-    return value
-
-
 def _has_dropout(model: nn.Module) -> bool:
     """Whether the model has any dropout (a module with p > 0, or a config rate > 0). Cached on the model."""
 
@@ -118,7 +106,7 @@ def _has_dropout(model: nn.Module) -> bool:
                  if ("dropout" in k or "pdrop" in k) and isinstance(v, (int, float)) and not isinstance(v, bool)]
         return any(r > 0 for r in rates) or any(isinstance(x, nn.Dropout) and x.p > 0 for x in m.modules())
 
-    return _cached_on(model, "_gspo_has_dropout", compute)
+    return cached_on(model, "_gspo_has_dropout", compute)
 
 
 #: Prompt sharing runs the backbone twice (prompts, then completions): a fixed cost in Python and
@@ -137,7 +125,7 @@ def _body_parameters(backbone: nn.Module) -> int:
         skip = {id(p) for p in embedding.parameters()} if isinstance(embedding, nn.Module) else set()
         return sum(p.numel() for p in m.parameters() if id(p) not in skip)
 
-    return _cached_on(backbone, "_gspo_body_parameters", compute)
+    return cached_on(backbone, "_gspo_body_parameters", compute)
 
 
 def _shared_prompt_hidden(backbone, prompt_ids_BP, prompt_mask_BP, completion_ids_BT, attention_mask_BS):
@@ -156,14 +144,15 @@ def _shared_prompt_hidden(backbone, prompt_ids_BP, prompt_mask_BP, completion_id
     if saved_tokens == 0 or saved_tokens * body < SHARE_MIN_MACS:
         return None  # nothing (or too little) to share: a second backbone call would cost more
     ids_UP, mask_UP = unique_UK[:, :P], unique_UK[:, P:]
+    cache_arg = cache_argument(backbone)
     out_p = backbone(input_ids=ids_UP, attention_mask=mask_UP, position_ids=position_ids_from_mask(mask_UP), use_cache=True)
-    cache = getattr(out_p, "past_key_values", None)
+    cache = returned_cache(out_p, cache_arg)
     if cache is None or not hasattr(cache, "batch_select_indices"):
         return None
     cache.batch_select_indices(inverse_B)  # differentiable indexing: gradients flow back to the prompt pass
     positions_BT = position_ids_from_mask(attention_mask_BS)[:, P:]
     out_c = backbone(input_ids=completion_ids_BT, attention_mask=attention_mask_BS, position_ids=positions_BT,
-                     past_key_values=cache, use_cache=True)
+                     use_cache=True, **{cache_arg: cache})
     last_prompt_B1H = out_p.last_hidden_state[:, -1][inverse_B][:, None]
     return torch.cat([last_prompt_B1H, out_c.last_hidden_state[:, :-1]], dim=1)
 
