@@ -81,7 +81,7 @@ def worker_gspo(a) -> None:
         model=a.model, prompts_per_step=rollout // GROUP, group_size=GROUP, max_new_tokens=a.completion_len,
         num_minibatches=OPT_STEPS_PER_CYCLE, micro_batch_size=PER_STEP, learning_rate=a.lr, max_grad_norm=1.0,
         algorithm="gspo", clip_low=3e-4, clip_high=4e-4, kl_coef=0.0,
-        temperature=1.0, max_steps=10**6, progress=False, tensorboard=False, eval_limit=0, seed=0,
+        temperature=1.0, max_steps=10**6, progress=False, eval_limit=0, seed=0,
         num_threads=a.threads, **parse_gspo_config(a.gspo_config),
     )
     rows = [{"prompt": p} for p in benchlib.prompts()]

@@ -123,7 +123,7 @@ def build_trainer(model_name: str, completion_len: int, lr: float, threads: int)
         model=model_name, prompts_per_step=4, group_size=8, max_new_tokens=completion_len, num_minibatches=4,
         micro_batch_size=8,  # as TRL: 8 sequences per forward (old log-probs and training)
         learning_rate=lr, max_grad_norm=1.0, algorithm="gspo", clip_low=3e-4, clip_high=4e-4, kl_coef=0.0,
-        old_logp_source="recompute", temperature=1.0, max_steps=10**6, progress=False, tensorboard=False,
+        old_logp_source="recompute", temperature=1.0, max_steps=10**6, progress=False,
         eval_limit=0, seed=0, num_threads=threads,
     )
     rows = [{"prompt": p} for p in benchlib.prompts()]

@@ -45,7 +45,7 @@ def worker(a) -> None:
     cfg = GSPOConfig(
         model=a.model, prompts_per_step=PROMPTS_PER_ROLLOUT, group_size=G, max_new_tokens=L, num_minibatches=MINIBATCHES,
         micro_batch_size=PROMPTS_PER_ROLLOUT * G // MINIBATCHES, learning_rate=1e-5, max_grad_norm=1.0, algorithm="gspo",
-        kl_coef=0.0, old_logp_source="recompute", temperature=1.0, max_steps=10**6, progress=False, tensorboard=False,
+        kl_coef=0.0, old_logp_source="recompute", temperature=1.0, max_steps=10**6, progress=False,
         eval_limit=0, seed=0, num_threads=a.threads,
     )
     trainer = GSPOTrainer(model, tok, [benchlib.vowel_reward], [{"prompt": p} for p in benchlib.prompts()], cfg)

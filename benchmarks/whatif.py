@@ -514,7 +514,7 @@ def worker(a) -> None:
     cfg = GSPOConfig(**{**dict(
         model=a.model, prompts_per_step=4, group_size=8, max_new_tokens=a.completion_len, num_minibatches=4,
         micro_batch_size=8, learning_rate=1e-5, max_grad_norm=1.0, algorithm="gspo", clip_low=3e-4, clip_high=4e-4,
-        kl_coef=0.0, old_logp_source="recompute", temperature=1.0, max_steps=10**6, progress=False, tensorboard=False,
+        kl_coef=0.0, old_logp_source="recompute", temperature=1.0, max_steps=10**6, progress=False,
         eval_limit=0, seed=0, num_threads=a.threads), **overrides})
     trainer = GSPOTrainer(model, tok, [benchlib.vowel_reward], [{"prompt": p} for p in benchlib.prompts()], cfg)
     trainer.eos_ids = [int(model.config.vocab_size)]

@@ -27,7 +27,7 @@ def model_dir(tmp_path_factory):
 def _base(model_dir, out, **overrides):
     values = dict(
         model=model_dir, task="addition", max_steps=3, prompts_per_step=4, group_size=4, max_new_tokens=4,
-        num_minibatches=2, learning_rate=5e-2, eval_limit=8, progress=False, tensorboard=False, num_threads=1,
+        num_minibatches=2, learning_rate=5e-2, eval_limit=8, progress=False, num_threads=1,
         # The task's exact-match reward is 0 for a random model; a dense toy reward gives the runs signal.
         rewards=["task", "tests.trainer.conftest:count_a_reward"], output_dir=str(out), eval_every=0,
     )
@@ -98,7 +98,7 @@ def test_cli_with_sft_baseline(model_dir, tmp_path, capsys):
     out = tmp_path / "cli"
     code = main(["compare", "--algos", "gspo,sft", "--seeds", "1", "--model", model_dir, "--max-steps", "2",
                  "--prompts-per-step", "4", "--group-size", "2", "--max-new-tokens", "4", "--eval-limit", "4",
-                 "--num-minibatches", "2", "--progress", "false", "--tensorboard", "false", "--num-threads", "1",
+                 "--num-minibatches", "2", "--progress", "false", "--num-threads", "1",
                  "--output-dir", str(out), "--no-plots"])
     assert code == 0
     assert "report:" in capsys.readouterr().out

@@ -23,7 +23,7 @@ def _saved_tiny(tmp_path):
 
 def _cfg(tmp_path, **kw):
     base = dict(model="tiny", prompts_per_step=4, group_size=4, max_new_tokens=6, micro_batch_size=8, learning_rate=5e-2,
-                max_steps=3, output_dir=str(tmp_path / "run"), eval_limit=0, progress=False, tensorboard=False, lora_r=4)
+                max_steps=3, output_dir=str(tmp_path / "run"), eval_limit=0, progress=False, lora_r=4)
     base.update(kw)
     return GSPOConfig(**base)
 

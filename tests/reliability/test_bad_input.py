@@ -336,7 +336,7 @@ def test_bad_data_through_the_cli_is_one_error_line_not_a_traceback(tmp_path, ca
     data = tmp_path / "train.jsonl"
     data.write_text('{"prompt": "1+1=", "answer": "2"}\n{"prompt": "2+2=", "answer": "4"\n')
     rc = main(["train", "--model", str(tmp_path / "model"), "--task", "jsonl", "--data-path", str(data), "--eval-limit", "0",
-               "--output-dir", str(tmp_path / "run"), "--progress", "false", "--tensorboard", "false", "--chat", "no"])
+               "--output-dir", str(tmp_path / "run"), "--progress", "false", "--chat", "no"])
     err = capsys.readouterr().err
     assert rc == 2
     assert f"gspo train: error: {data}:2: invalid JSON" in err and "Traceback" not in err

@@ -50,7 +50,7 @@ def train_args(model_dir: Path, out: Path, *, max_steps: int = STEPS, resume: bo
         "train", "--model", model_dir, "--task", "addition", "--rewards", "tests.reliability.crashpoints:reward",
         "--max-steps", max_steps, "--prompts-per-step", 2, "--group-size", 4, "--max-new-tokens", 4,
         "--num-minibatches", 2, "--micro-batch-size", 8, "--learning-rate", 0.01, "--seed", 3, "--eval-limit", 0,
-        "--save-steps", save_steps, "--progress", "false", "--tensorboard", "false", "--num-threads", 1,
+        "--save-steps", save_steps, "--progress", "false", "--num-threads", 1,
         "--output-dir", out, *(["--resume", "true"] if resume else []),
     ]
 
@@ -342,7 +342,7 @@ def test_trainer_load_refuses_a_corrupted_checkpoint_before_touching_the_model(p
     model, tok = tiny_model_and_tokenizer(chat=False)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     cfg = GSPOConfig(model="tiny", prompts_per_step=2, group_size=4, num_minibatches=2, output_dir=str(tmp_path / "o"),
-                     eval_limit=0, progress=False, tensorboard=False)
+                     eval_limit=0, progress=False)
     trainer = GSPOTrainer(model, tok, [reward], [{"prompt": "1+1="}], cfg)
     with pytest.raises(CheckpointError, match="step-000004"):
         trainer.load(newest)

@@ -69,7 +69,7 @@ def test_long_run_has_constant_memory_and_no_leaked_handles(tmp_path):
     cfg = GSPOConfig(
         model="tiny", prompts_per_step=4, group_size=4, max_new_tokens=8, num_minibatches=2, micro_batch_size=8,
         learning_rate=1e-3, max_steps=STEPS, save_steps=10, save_total_limit=2, output_dir=str(tmp_path / "run"),
-        eval_limit=0, progress=False, tensorboard=False, seed=5,
+        eval_limit=0, progress=False, seed=5,
     )
     samples: list[dict] = []
     counts: dict[int, tuple[int, int]] = {}

@@ -22,7 +22,7 @@ def trainer_config(tmp_path, **overrides) -> GSPOConfig:
     base = dict(
         model="tiny", task="addition", prompts_per_step=4, group_size=4, max_new_tokens=6, num_minibatches=2,
         micro_batch_size=8, learning_rate=1e-2, max_steps=2, output_dir=str(tmp_path / "run"), eval_limit=0,
-        progress=False, tensorboard=False, seed=3,
+        progress=False, seed=3,
     )
     base.update(overrides)
     return GSPOConfig(**base)

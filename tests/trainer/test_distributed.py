@@ -23,10 +23,12 @@ def _train(tmp_path, model_dir, name, processes, micro_batch_size, extra=()):
            "--rewards", "tests.trainer.conftest:count_a_reward", "--max-steps", "2", "--prompts-per-step", "4",
            "--group-size", "4", "--max-new-tokens", "5", "--num-minibatches", "2", "--learning-rate", "1e-3",
            "--micro-batch-size", str(micro_batch_size), "--eval-limit", "0", "--output-dir", str(out),
-           "--progress", "false", "--tensorboard", "false", "--num-threads", "1", "--num-processes", str(processes), *extra]
+           "--progress", "false", "--num-threads", "1", "--num-processes", str(processes), *extra]
     env = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}", OMP_NUM_THREADS="1")
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-4000:]
+    for rank in range(1, processes + 1):  # every process really ran (not one process told it is two)
+        assert f"process {rank} of {processes}" in res.stderr, res.stderr[-4000:]
     if processes > 1:
         assert "accelerate.commands.launch" in res.stderr
     weights = load_file(str(out / "final" / "model.safetensors"))

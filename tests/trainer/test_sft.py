@@ -117,7 +117,7 @@ def test_checkpoint_loads_and_a_gspo_step_runs_on_it(tmp_path):
     assert any(not torch.equal(v, trained[k]) for k, v in model.state_dict().items()), "SFT must change the weights"
     task = get_task("addition")
     rl = GSPOConfig(model=str(tmp_path / "sft" / "final"), prompts_per_step=4, group_size=4, max_new_tokens=4,
-                    num_minibatches=2, max_steps=1, eval_limit=0, progress=False, tensorboard=False,
+                    num_minibatches=2, max_steps=1, eval_limit=0, progress=False,
                     output_dir=str(tmp_path / "rl"))
     metrics = GSPOTrainer(model2, tok2, [task.reward], task.load("train", limit=16), rl).train_step()
     assert math.isfinite(metrics["loss"]) and 0.0 <= metrics["reward/mean"] <= 1.0

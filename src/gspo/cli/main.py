@@ -54,8 +54,21 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
     return parser, modules
 
 
+def _quiet_bars_off_terminal() -> None:
+    """Library progress bars (transformers' "Loading weights", ...) only in a terminal: in a log file
+    they are carriage-return soup. Set before transformers is imported; a user's value wins. Our own
+    progress prints plain lines there instead (``gspo.trainer.progress``)."""
+    try:
+        interactive = sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        interactive = False
+    if not interactive:
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _quiet_bars_off_terminal()
     parser, modules = build_parser()
     if not argv:
         parser.print_help()

@@ -40,6 +40,7 @@ def run(args) -> int:
     except ConfigError as exc:
         raise CLIError(str(exc)) from None
     if (args.num_processes > 1 or args.accelerate_config) and not _inside_launch():
+        _check_launch_here(args)
         return _relaunch(args)
     if args.print_config:
         from gspo.config import to_yaml
@@ -70,6 +71,22 @@ def _inside_launch() -> bool:
     return launched_distributed()
 
 
+def _check_launch_here(args) -> None:
+    """Refuse, in one sentence and before any process starts, a launch this machine cannot run."""
+    from gspo.cli.main import CLIError
+    from gspo.config import load_yaml
+    from gspo.trainer.distributed import gpu_only_launch_error
+
+    if args.num_processes < 1:
+        raise CLIError(f"--num-processes must be >= 1, got {args.num_processes}")
+    if not args.accelerate_config:
+        return
+    settings = load_yaml(args.accelerate_config)
+    error = gpu_only_launch_error(str(settings.get("distributed_type", "")), args.accelerate_config)
+    if error:
+        raise CLIError(error)
+
+
 def _relaunch(args) -> int:
     """Run the same command under ``accelerate launch`` with the requested process count."""
     import os
@@ -92,10 +109,10 @@ def _relaunch(args) -> int:
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(args.num_processes)]
     if args.accelerate_config:
         cmd += ["--config_file", args.accelerate_config]
-    elif not torch.cuda.is_available():
-        cmd += ["--cpu"]
-    else:
-        cmd += ["--multi_gpu"] if args.num_processes > 1 else []
+    elif args.num_processes > 1:
+        # torchrun-style workers; without CUDA each worker runs on the CPU with gloo (Accelerator(cpu=True)
+        # in build_trainer). accelerate's --cpu would start ONE process unless MPI is set up.
+        cmd += ["--multi_gpu"]
     cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "gspo", "train", *cleaned]
     print("launching:", " ".join(cmd), file=sys.stderr)
     return subprocess.call(cmd, env=dict(os.environ))

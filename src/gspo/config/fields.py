@@ -183,10 +183,24 @@ def to_yaml(config: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _flag_values(tp: Any) -> tuple[str, str] | None:
+    """(value of the bare flag, value of its ``--no-`` form) for a switch-like field, else None.
+
+    bool fields, and Literal fields offering 'yes' and 'no' (such as ``chat``), are switches.
+    """
+    if tp is bool:
+        return "true", "false"
+    if typing.get_origin(tp) is typing.Literal and {"yes", "no"} <= set(typing.get_args(tp)):
+        return "yes", "no"
+    return None
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ()) -> None:
     """Add ``--field value`` (and ``--field-name``) options for every field of ``cls``.
 
-    Defaults are suppressed so that only what the user typed overrides the YAML file.
+    Switches (bool fields, and yes/no choices) also work as bare flags: ``--resume`` is
+    ``--resume true`` and ``--no-resume`` is ``--resume false``. Defaults are suppressed so that
+    only what the user typed overrides the YAML file.
     """
     docs = field_docs(cls)
     hints = _resolved_types(cls)
@@ -200,10 +214,20 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: tu
         if typing.get_origin(base) is typing.Literal:
             choices = f" One of: {', '.join(map(str, typing.get_args(base)))}."
         help_text = f"{docs.get(f.name, '')}{choices} (default: {default!r})".replace("%", "%%")
-        flags = [f"--{f.name.replace('_', '-')}"]
-        if "_" in f.name:
-            flags.append(f"--{f.name}")
-        group.add_argument(*flags, dest=f"cfg__{f.name}", default=argparse.SUPPRESS, metavar="VALUE", help=help_text)
+        names = {f.name.replace("_", "-"), f.name}
+        flags = sorted((f"--{n}" for n in names), key=lambda flag: "_" in flag)
+        dest = f"cfg__{f.name}"
+        switch = _flag_values(base)
+        if switch is None:
+            group.add_argument(*flags, dest=dest, default=argparse.SUPPRESS, metavar="VALUE", help=help_text)
+            continue
+        on, off = switch
+        group.add_argument(*flags, dest=dest, default=argparse.SUPPRESS, nargs="?", const=on, metavar=on.upper(),
+                           help=f"{help_text}; the bare flag means {on}")
+        negated = sorted({f"--no-{f.name.replace('_', '-')}", f"--no_{f.name}"}, key=lambda flag: "_" in flag)
+        group.add_argument(*negated, dest=dest,
+                           action="store_const", const=off, default=argparse.SUPPRESS,
+                           help=f"same as --{f.name.replace('_', '-')} {off}")
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:

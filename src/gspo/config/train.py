@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
 from gspo.config.fields import ConfigError, from_dict, load_yaml
+from gspo.config.trackers import check_report_to
 
 ALGORITHM_NAMES = ("gspo", "gspo-token", "grpo")
 
@@ -151,10 +152,10 @@ class GSPOConfig:
     """Continue from the latest complete checkpoint in output_dir."""
     log_every: int = 1
     """Write a metrics line every N steps."""
-    tensorboard: bool = True
-    """Also log to TensorBoard when it is installed."""
+    report_to: list[str] = field(default_factory=lambda: ["none"])
+    """Experiment trackers that receive the metrics besides metrics.jsonl (always written): 'tensorboard', 'wandb' (WANDB_MODE=offline without network), 'trackio', comma-separated, or 'none'. Each package is imported only when named."""
     progress: bool = True
-    """Show a progress bar."""
+    """Show a progress bar (in a terminal; plain progress lines when output goes to a file)."""
 
     # ------------------------------------------------------------------------------------------
     @property
@@ -257,6 +258,7 @@ class GSPOConfig:
             "device",
             "must be 'auto', 'cpu', 'cuda' or 'cuda:N'",
         )
+        check_report_to(self.report_to)
         return self
 
 

@@ -58,8 +58,8 @@ logger = logging.getLogger("gspo")
 #: What ``--algos`` accepts: the RL algorithms and the supervised baseline.
 COMPARE_ALGORITHMS = (*ALGORITHM_NAMES, "sft")
 #: Fields of GSPOConfig that SFT runs copy, so that both see the same model, data and evaluation.
-SFT_MATCHED_FIELDS = ("model", "dtype", "device", "num_threads", "task", "data_path", "train_split", "eval_split",
-                      "eval_limit", "eval_every", "chat", "max_prompt_tokens", "progress", "tensorboard")
+SFT_MATCHED_FIELDS = ("model", "dtype", "device", "num_threads", "task", "task_options", "data_path", "train_split", "eval_split",
+                      "eval_limit", "eval_every", "chat", "max_prompt_tokens", "progress", "report_to")
 DEFAULT_COLLAPSE_DROP = 0.2
 
 

@@ -8,6 +8,7 @@ training rows, the held-out rows and, as the reward named ``"task"``, its own sc
 from __future__ import annotations
 
 import logging
+import os
 import random
 
 import torch
@@ -35,20 +36,13 @@ def seed_everything(seed: int) -> None:
 
 
 def build_task(config: GSPOConfig):
-    """The task object for ``config.task`` (a single task, or a mixture spec with weights)."""
-    from gspo.tasks import TASK_REGISTRY, get_task
+    """The task object for ``config.task`` with its ``task_options`` (a single task, or a mixture spec with weights)."""
+    from gspo.tasks import make_task
 
-    if any(sep in config.task for sep in (":", ",", "@")):
-        from gspo.tasks.mixture import MixtureTask, parse_dataset_spec
-
-        try:
-            spec = parse_dataset_spec(config.task)
-        except ValueError as exc:
-            raise ConfigError("task", str(exc)) from None
-        return MixtureTask(spec, seed=config.seed)
-    if config.task not in TASK_REGISTRY:
-        raise ConfigError("task", f"unknown task {config.task!r}; valid tasks: {sorted(TASK_REGISTRY)} or a mixture 'a:0.5,b:0.5'")
-    return get_task(config.task)
+    try:
+        return make_task(config.task, config.task_options, seed=config.seed)
+    except ValueError as exc:
+        raise ConfigError("task_options" if config.task_options else "task", str(exc)) from None
 
 
 def load_rows(task, config: GSPOConfig, split: str, *, chat: bool, limit: int | None = None):
@@ -94,6 +88,13 @@ def build_trainer(config: GSPOConfig):
     if launched_distributed():
         from accelerate import Accelerator
 
+        from gspo.trainer.distributed import gpu_only_launch_error
+
+        for kind in ("FSDP", "DEEPSPEED"):  # launched by hand with such a config (`accelerate launch ... -m gspo`)
+            error = os.environ.get(f"ACCELERATE_USE_{kind}", "").lower() == "true" and gpu_only_launch_error(kind, "this launch")
+            if error:
+                raise ConfigError("device", error)
+
         accelerator = Accelerator(cpu=device.type == "cpu")
         device = accelerator.device
     if config.load_in_4bit and device.type != "cuda":
@@ -115,9 +116,10 @@ def build_trainer(config: GSPOConfig):
     train_rows = load_rows(task, config, config.train_split, chat=chat)
     eval_rows = load_rows(task, config, config.eval_split, chat=chat, limit=config.eval_limit) if config.eval_limit else []
     logger.info(
-        "model %s (%.2fM params) on %s; task %s: %d train / %d eval rows; algorithm %s, clip %s",
+        "model %s (%.2fM params) on %s; task %s: %d train / %d eval rows; algorithm %s, clip %s; process %d of %d",
         config.model, sum(p.numel() for p in model.parameters()) / 1e6, device, config.task,
         len(train_rows), len(eval_rows), config.algorithm, config.clip_range,
+        accelerator.process_index + 1 if accelerator else 1, accelerator.num_processes if accelerator else 1,
     )
     return GSPOTrainer(model, tokenizer, rewards, train_rows, config, eval_task=task, eval_data=eval_rows,
                        accelerator=accelerator)

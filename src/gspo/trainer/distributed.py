@@ -25,6 +25,24 @@ from typing import Any
 import torch
 
 
+#: accelerate's distributed types that need GPUs: on CPU, accelerate 1.x either refuses them deep in
+#: each worker (FSDP with sync_module_states: "There are currently no available devices found") or
+#: silently drops the plugin and runs DDP (its state only switches to FSDP / DeepSpeed on GPUs).
+GPU_ONLY_TYPES = ("FSDP", "DEEPSPEED", "MEGATRON_LM")
+
+
+def gpu_only_launch_error(kind: str, source: str) -> str | None:
+    """The sentence that refuses a ``kind`` launch (an accelerate distributed type) on a machine without
+    CUDA, or None when it can run here."""
+    import torch
+
+    kind = kind.upper()
+    if kind not in GPU_ONLY_TYPES or torch.cuda.is_available():
+        return None
+    return (f"{source} asks for {kind}, which accelerate runs only on GPUs, and this machine has no CUDA device; "
+            f"on CPU use --num-processes N without --accelerate-config (DDP over gloo: the same result as one process)")
+
+
 def launched_distributed() -> bool:
     """True inside ``accelerate launch`` / ``torchrun`` with more than one process."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1

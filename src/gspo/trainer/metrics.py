@@ -1,4 +1,5 @@
-"""Run logging: ``metrics.jsonl`` (one line per step), TensorBoard when installed, a progress bar.
+"""Run logging: ``metrics.jsonl`` (one line per step, the source of truth), copied to the trackers
+named in ``report_to`` (``gspo.trainer.trackers``); the progress bar's headline metrics.
 
 On resume, lines of steps after the checkpoint being resumed are dropped from ``metrics.jsonl`` first,
 so the file never holds two lines for one step.
@@ -11,6 +12,8 @@ import logging
 import math
 from pathlib import Path
 from typing import Any
+
+from gspo.trainer.trackers import numeric_scalars, open_trackers
 
 logger = logging.getLogger("gspo")
 
@@ -55,10 +58,17 @@ def _jsonable(value: Any) -> Any:
 
 
 class MetricsLogger:
-    def __init__(self, output_dir: Path, *, tensorboard: bool = True, enabled: bool = True, resume_step: int | None = None):
+    """Appends one JSON line per logged step to ``metrics.jsonl`` and copies it to the trackers.
+
+    ``report_to``: tracker names (see ``gspo.trainer.trackers``); ``run_config``: what trackers record
+    as the run's configuration; ``enabled=False`` (processes other than the main one) writes nothing.
+    """
+
+    def __init__(self, output_dir: Path, *, report_to: list[str] | tuple[str, ...] = (), run_config: dict | None = None,
+                 enabled: bool = True, resume_step: int | None = None):
         self.enabled = enabled
         self.path = Path(output_dir) / "metrics.jsonl"
-        self._tb = None
+        self._trackers: list = []
         if not enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,13 +77,8 @@ class MetricsLogger:
         elif self.path.exists():
             kept = [line for line in self.path.read_text().splitlines() if line.strip() and self._step_of(line) <= resume_step]
             self.path.write_text("".join(line + "\n" for line in kept))
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self._tb = SummaryWriter(log_dir=str(Path(output_dir) / "tensorboard"))
-            except Exception:  # noqa: BLE001 - tensorboard is optional
-                self._tb = None
+        self._trackers = open_trackers(list(report_to), Path(output_dir), config=run_config or {},
+                                       resume=resume_step is not None)
 
     @staticmethod
     def _step_of(line: str) -> int:
@@ -88,16 +93,15 @@ class MetricsLogger:
         record = {"step": step, **{k: _jsonable(v) for k, v in metrics.items()}}
         with open(self.path, "a") as fh:
             fh.write(json.dumps(record) + "\n")
-        if self._tb is not None:
-            for key, value in record.items():
-                if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
-                    self._tb.add_scalar(key, value, step)
+        if self._trackers:
+            scalars = numeric_scalars(record)
+            for tracker in self._trackers:
+                tracker.log(step, scalars)
 
     def close(self) -> None:
-        if self._tb is not None:
-            self._tb.flush()
-            self._tb.close()
-            self._tb = None
+        trackers, self._trackers = self._trackers, []
+        for tracker in trackers:
+            tracker.close()
 
 
 def progress_postfix(metrics: dict[str, Any]) -> dict[str, str]:

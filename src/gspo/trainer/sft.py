@@ -41,11 +41,13 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence
 
 from gspo.config.fields import ConfigError, from_dict, load_yaml
+from gspo.config.trackers import check_report_to
+from gspo.config.train import check_task_options, parse_task_options
 
 logger = logging.getLogger("gspo")
 
@@ -68,6 +70,8 @@ class SFTConfig:
     # ----------------------------------------------------------------- data
     task: str = "addition"
     """Task whose train split provides prompts and reference completions (see `gspo.tasks`)."""
+    task_options: dict[str, Any] = field(default_factory=dict)
+    """Options of the task, as for gspo train (a YAML mapping, or a JSON object on the command line)."""
     data_path: Optional[str] = None
     """Local file or folder for the task's data (overrides the task's default source)."""
     train_split: str = "train"
@@ -120,10 +124,10 @@ class SFTConfig:
     """Where metrics.jsonl, summary.json and the final checkpoint (OUTPUT_DIR/final) go."""
     log_every: int = 1
     """Write a metrics line every N steps."""
-    tensorboard: bool = False
-    """Also log to TensorBoard when it is installed."""
+    report_to: list[str] = field(default_factory=lambda: ["none"])
+    """Experiment trackers that receive the metrics besides metrics.jsonl: 'tensorboard', 'wandb', 'trackio' (comma-separated), or 'none'."""
     progress: bool = True
-    """Show a progress bar."""
+    """Show a progress bar (in a terminal; plain progress lines when output goes to a file)."""
 
     def validate(self) -> "SFTConfig":
         """Check every value; raise ConfigError naming the first bad field and what is allowed."""
@@ -158,6 +162,10 @@ class SFTConfig:
         need(self.num_threads is None or self.num_threads >= 1, "num_threads", "must be >= 1 or None")
         need(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"), "device",
              "must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        check_report_to(self.report_to)
+        self.task_options = parse_task_options(self.task_options)
+        if self.task_options or "reasoning_gym" in self.task:
+            check_task_options(self.task, self.task_options)
         return self
 
     def total_steps(self, num_rows: int) -> int:
@@ -361,22 +369,27 @@ class SFTTrainer:
 
     def train(self) -> dict[str, Any]:
         """The whole run: evaluate, train ``max_steps`` steps (evaluating every ``eval_every``), save, evaluate."""
-        from tqdm.auto import tqdm
+        from gspo.trainer.progress import library_bars_off
 
+        with library_bars_off():
+            return self._train()
+
+    def _train(self) -> dict[str, Any]:
         from gspo.trainer import checkpoint as ckpt
-        from gspo.trainer.metrics import MetricsLogger, progress_postfix
+        from gspo.trainer.metrics import MetricsLogger
+        from gspo.trainer.progress import Progress
 
         cfg = self.config
         self.output_dir.mkdir(parents=True, exist_ok=True)
         (self.output_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
-        log = MetricsLogger(self.output_dir, tensorboard=cfg.tensorboard)
+        log = MetricsLogger(self.output_dir, report_to=cfg.report_to, run_config=dataclasses.asdict(cfg))
         start = time.perf_counter()
         ref_acc = self.reference_accuracy()
         if ref_acc < 1.0:
             logger.warning("SFT: only %.0f%% of the %r references score 1.0 with the task's scorer", 100 * ref_acc, self.column)
         eval_before = self.evaluate()
         losses: list[float] = []
-        bar = tqdm(total=self.max_steps, desc="sft", disable=not cfg.progress, dynamic_ncols=True)
+        bar = Progress(self.max_steps, desc="sft", enabled=cfg.progress)
         try:
             while self.step < self.max_steps:
                 metrics = self.train_step()
@@ -385,8 +398,7 @@ class SFTTrainer:
                     metrics["eval/accuracy"] = self.evaluate()
                 if self.step % cfg.log_every == 0 or self.step == self.max_steps:
                     log.log(self.step, metrics)
-                bar.set_postfix(progress_postfix(metrics))
-                bar.update(1)
+                bar.update(metrics)
         finally:
             bar.close()
         eval_after = self.evaluate()

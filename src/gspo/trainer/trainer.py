@@ -43,8 +43,9 @@ from gspo.sampling import decode_completions, encode_prompts, sample, special_to
 from gspo.trainer import checkpoint as ckpt
 from gspo.trainer.data_order import PromptOrder
 from gspo.trainer.distributed import Dist
-from gspo.trainer.metrics import MetricsLogger, progress_postfix, rollout_metrics
+from gspo.trainer.metrics import MetricsLogger, rollout_metrics
 from gspo.trainer.optim import build_optimizer, build_scheduler
+from gspo.trainer.progress import Progress, library_bars_off
 from gspo.trainer.reward_runner import RewardRunner
 from gspo.trainer.scoring import completion_logprobs, sampler_matches_trainer
 
@@ -348,7 +349,9 @@ class GSPOTrainer:
         mins.append(stats["ratio_min"])
         maxs.append(stats["ratio_max"])
         entropies.append((torch.where(mask, ent, 0.0).sum() / mask.sum().clamp(min=1)) * w)
-        return loss.detach() * self.dist.world
+        # the normaliser was divided by the world size (for DDP's gradient mean): undo it for the value, whose
+        # sum over processes (all_reduce in the caller) is then the global-batch loss
+        return loss.detach() / self.dist.world
 
     # ------------------------------------------------------------------ one step
     def train_step(self) -> dict[str, Any]:
@@ -459,8 +462,10 @@ class GSPOTrainer:
 
     # ------------------------------------------------------------------ the run
     def train(self) -> dict[str, Any]:
-        from tqdm.auto import tqdm
+        with library_bars_off():
+            return self._train()
 
+    def _train(self) -> dict[str, Any]:
         cfg = self.config
         self.output_dir.mkdir(parents=True, exist_ok=True)
         resume_step = None
@@ -473,16 +478,15 @@ class GSPOTrainer:
                 resume_step = self.step
         if self.dist.is_main:
             (self.output_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
-        metrics_log = MetricsLogger(self.output_dir, tensorboard=cfg.tensorboard, resume_step=resume_step,
-                                    enabled=self.dist.is_main)
+        metrics_log = MetricsLogger(self.output_dir, report_to=cfg.report_to, run_config=dataclasses.asdict(cfg),
+                                    resume_step=resume_step, enabled=self.dist.is_main)
         start = time.perf_counter()
         if self.eval_before is None:
             self.eval_before = self.evaluate()
             if self.eval_before is not None:
                 logger.info("eval before training: %.3f", self.eval_before)
                 metrics_log.log(0, {"eval/accuracy": self.eval_before})
-        bar = tqdm(total=cfg.max_steps, initial=self.step, desc="gspo", disable=not (cfg.progress and self.dist.is_main),
-                   dynamic_ncols=True)
+        bar = Progress(cfg.max_steps, initial=self.step, desc="gspo", enabled=cfg.progress and self.dist.is_main)
         last_metrics: dict[str, Any] = {}
         try:
             while self.step < cfg.max_steps:
@@ -500,8 +504,7 @@ class GSPOTrainer:
                     self.save(self.output_dir / "checkpoints" / f"step-{self.step:06d}")
                     if self.dist.is_main:
                         ckpt.prune_checkpoints(self.output_dir, cfg.save_total_limit)
-                bar.set_postfix(progress_postfix(metrics))
-                bar.update(1)
+                bar.update(metrics)
         finally:
             bar.close()
         eval_after = self.evaluate()
