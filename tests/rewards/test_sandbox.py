@@ -354,3 +354,27 @@ def test_usable_in_a_forked_child_while_a_run_is_in_flight():
     _, status = os.waitpid(pid, 0)
     background.join()
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_interpreter_under_tmp_stays_visible(tmp_path):
+    """A checkout or virtualenv under /tmp (CI clones live there) must survive the private /tmp."""
+    import subprocess
+    import sysconfig
+
+    assert str(tmp_path).startswith("/tmp/")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    src = Path(__file__).resolve().parents[2] / "src"
+    env = dict(os.environ, PYTHONPATH=f"{src}{os.pathsep}{sysconfig.get_paths()['purelib']}")
+    script = textwrap.dedent("""
+        import sys
+        from gspo.rewards.sandbox import run_tests
+        assert sys.prefix.startswith("/tmp/"), sys.prefix
+        solution = "import subprocess, sys\\nOUT = subprocess.run([sys.executable, '-c', 'print(6*7)'], capture_output=True, text=True).stdout"
+        r = run_tests(solution, "assert OUT.strip() == '42', OUT")
+        print(r.status, r.stderr[-500:])
+    """)
+    res = subprocess.run([str(venv / "bin" / "python"), "-c", script], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.startswith("passed"), res.stdout

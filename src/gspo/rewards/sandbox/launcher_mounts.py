@@ -66,8 +66,7 @@ def mask_dir(directory: str, keep: list[str]) -> None:
 def mask_dirs(keep_paths: list[str], hide: list[str]) -> list[str]:
     """Mask the directories that block ``keep_paths`` for other users, plus ``hide`` (keeping
     whatever of ``keep_paths`` lies inside them). Needs a private mount namespace. Returns them."""
-    keep = sorted({os.path.realpath(p) for p in keep_paths if os.path.isdir(p)})
-    keep = [p for p in keep if not any(p.startswith(o + "/") for o in keep)]  # outermost only
+    keep = _outermost(keep_paths)
     masks = {b for b in (_blocking_ancestor(p) for p in keep) if b}
     masks |= {os.path.realpath(h) for h in hide if h and os.path.isdir(h) and os.path.realpath(h) != "/"}
     masks -= set(keep)
@@ -88,15 +87,35 @@ def filter_site_dirs(site_filters: list[tuple[str, list[str]]]) -> list[str]:
     return done
 
 
+def _read_only(path: str) -> bool:
+    """Make the mount at ``path`` and every mount below it read-only (mount_setattr)."""
+    attr = ctypes.create_string_buffer(struct.pack("QQQQ", MOUNT_ATTR_RDONLY, 0, 0, 0))
+    return _libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, path.encode(), AT_RECURSIVE, attr, 32) == 0
+
+
+def _outermost(paths: list[str]) -> list[str]:
+    """The real paths of the existing directories in ``paths``, without those inside another."""
+    real = sorted({os.path.realpath(p) for p in paths if os.path.isdir(p)})
+    return [p for p in real if not any(p.startswith(o + "/") for o in real)]
+
+
 def setup_mounts(cfg: dict, feats: dict) -> None:
     """In our new mount namespace: masks, read-only everything, private /tmp and work dir."""
     _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we mount propagates to the host
     feats["masked"] = mask_dirs(cfg["keep_paths"], cfg["hide_dirs"] + list(HIDDEN_DIRS))
     feats["site_filtered"] = len(filter_site_dirs(cfg["site_filters"]))
-    attr = ctypes.create_string_buffer(struct.pack("QQQQ", MOUNT_ATTR_RDONLY, 0, 0, 0))
-    feats["ro_root"] = _libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", AT_RECURSIVE, attr, 32) == 0
+    feats["ro_root"] = _read_only("/")
+    # The interpreter may live under /tmp (a checkout or virtualenv there): carry it, as filtered
+    # above, into the private /tmp (held by O_PATH descriptors while the new tmpfs covers it).
+    carried = [(p, os.open(p, os.O_PATH | os.O_CLOEXEC)) for p in _outermost(cfg["keep_paths"])
+               if p.startswith("/tmp/")]
     size_mb = cfg["tmpfs_mb"]
     _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={size_mb}m,nr_inodes=16384,mode=1777")
+    for path, fd in carried:
+        os.makedirs(path, mode=0o755, exist_ok=True)
+        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+        os.close(fd)
+        _read_only(path)
     for d in PRIVATE_DIRS:
         if os.path.isdir(d) and not os.path.islink(d):
             _mount("/tmp", d, None, MS_BIND)
