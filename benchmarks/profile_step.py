@@ -73,7 +73,7 @@ def instrument(trainer) -> None:
 
     import gspo.losses.logprobs as lp
     import gspo.sampling.generate as gen
-    import gspo.trainer.scoring as scoring
+    import gspo.sampling.scoring as scoring
     import gspo.trainer.trainer as tr
 
     model = trainer.model

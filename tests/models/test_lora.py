@@ -8,7 +8,7 @@ from gspo.config import GSPOConfig
 from gspo.models.loading import load_model_and_tokenizer
 from gspo.models.lora import apply_lora, load_adapter_model, merge_adapter, reference_context
 from gspo.trainer import GSPOTrainer
-from gspo.trainer.scoring import completion_logprobs
+from gspo.sampling.scoring import completion_logprobs
 from tests.helpers_tiny import tiny_model_and_tokenizer
 from tests.trainer.conftest import count_a_reward, make_rows
 

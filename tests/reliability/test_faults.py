@@ -305,7 +305,7 @@ def test_prompt_longer_than_max_prompt_tokens_is_left_truncated_with_a_warning(t
     data = [{"prompt": "x" * 300 + f"q{i}:"} for i in range(16)]
     trainer = GSPOTrainer(model, tok, [count_reward], data, config(tmp_path, max_prompt_tokens=16))
     with caplog.at_level("WARNING"):
-        roll = trainer._rollout()["roll"]
+        roll = trainer._rollout().sampled
     assert roll.prompt_ids_BP.shape[1] == 16
     assert "4 of 4 prompts were longer than max_prompt_tokens=16 and were truncated from the left" in caplog.text
     assert tok.decode(roll.prompt_ids_BP[0, -3:]).endswith(":")  # the end of the prompt is kept

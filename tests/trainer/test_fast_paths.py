@@ -38,17 +38,14 @@ def _run(tmp_path, straightforward: bool, monkeypatch, arch: str):
             m.setattr(trainer_module, "sample", plain_sample)
         trainer = GSPOTrainer(model, tok, [count_a_reward], make_rows(), cfg)
         if straightforward:
-            real_update = trainer._update
-            real_old = trainer._logprobs_no_grad
-            m.setattr(trainer, "_logprobs_no_grad", lambda model_, roll, rows=None: real_old(model_, roll))
-            m.setattr(trainer, "_update", lambda *a, **k: real_update(*a[:5], old_from_first_minibatch=False))
+            m.setattr(trainer, "reuse_first_minibatch", False)  # recompute π_old for every row
         history = [trainer.train_step() for _ in range(cfg.max_steps)]
     return history, {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
 def test_fast_trainer_equals_straightforward_trainer(tmp_path, monkeypatch, arch):
-    import gspo.trainer.scoring as scoring
+    import gspo.sampling.scoring as scoring
 
     monkeypatch.setattr(scoring, "SHARE_MIN_MACS", 0)  # share even on a tiny model, to test it
     fast, fast_params = _run(tmp_path / "fast", False, monkeypatch, arch)

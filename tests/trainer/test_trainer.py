@@ -90,8 +90,9 @@ def test_sampler_log_probs_as_old_match_recomputed_ones(tmp_path):
     """What 'auto' relies on: the sampler's log-probs equal the trainer's no-grad pass to float rounding."""
     model, tok = tiny_model_and_tokenizer(chat=False)
     trainer = GSPOTrainer(model, tok, [count_a_reward], make_rows(), _config(tmp_path, max_new_tokens=12))
-    roll = trainer._rollout()["roll"]
-    recomputed = trainer._logprobs_no_grad(model, roll)
+    batch = trainer._rollout()
+    roll = batch.sampled
+    recomputed = trainer._logprobs_no_grad(model, batch)
     real = roll.completion_mask_BT.bool()  # positions after EOS are masked out of the loss
     assert real.sum() > 50
     torch.testing.assert_close(roll.logp_BT[real], recomputed[real], rtol=0, atol=1e-5)
@@ -139,7 +140,7 @@ def test_micro_batch_size_does_not_change_the_result(tmp_path, aggregation, shar
     about lr * g / (|g| + eps), which turns a rounding difference in a gradient element near eps into
     up to ~5e-6 (5e-4 of one lr 1e-2 step) in that weight.
     """
-    import gspo.trainer.scoring as scoring
+    import gspo.sampling.scoring as scoring
 
     monkeypatch.setattr(scoring, "SHARE_MIN_MACS", 0)  # share even on a tiny model, to test it
     results = []

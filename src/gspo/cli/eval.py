@@ -104,11 +104,9 @@ def _load_model(name: str, *, dtype: str, device: str):
 
 
 def _resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
+    from gspo.models.device import resolve_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(resolve_device(device))
 
 
 def _decoding(args) -> tuple[bool, float]:
@@ -127,7 +125,7 @@ def _decoding(args) -> tuple[bool, float]:
 
 def _task_options(args, names: list[str]) -> dict[str, dict[str, Any]]:
     """--task-options per task name (one task: its options; several: a mapping by name)."""
-    from gspo.config.train import parse_task_options
+    from gspo.config.run import parse_task_options
 
     if args.task_options is None:
         return {}
@@ -202,11 +200,12 @@ def _load_rows(items: list[EvalItem], *, chat: bool) -> list[tuple[EvalItem, lis
 
 
 def _use_chat(args, tokenizer, name: str) -> bool:
+    from gspo.config import use_chat_template
     from gspo.sampling import has_chat_template
 
     if args.chat == "yes" and not has_chat_template(tokenizer):
         raise CLIError(f"--chat yes but the tokenizer of {name!r} has no chat template")
-    return args.chat == "yes" or (args.chat == "auto" and has_chat_template(tokenizer))
+    return use_chat_template(args.chat, has_chat_template(tokenizer))
 
 
 def _evaluate_model(model, tokenizer, loaded, args, greedy: bool, temperature: float, label: str):

@@ -15,6 +15,7 @@ import argparse
 import importlib
 import os
 import sys
+from typing import Any
 
 # Idle OpenMP threads sleep instead of spinning: on a shared CPU, spinning made 2-thread steps 3x slower
 # than 1-thread ones (benchmarks/README.md, R9). Set before torch is imported; a user's value wins.
@@ -35,13 +36,13 @@ class CLIError(Exception):
     """A user-facing error: printed as ``gspo: error: ...`` with exit code 2, no traceback."""
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
     parser = argparse.ArgumentParser(
         prog="gspo",
         description="Fine-tune language models with GSPO (Group Sequence Policy Optimization).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    modules: dict[str, object] = {}
+    modules: dict[str, Any] = {}
     for name, module_name in SUBCOMMANDS.items():
         try:
             module = importlib.import_module(module_name)

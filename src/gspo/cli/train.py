@@ -7,62 +7,41 @@ project's tiny pre-trained adder learns to carry (see README), evaluated before 
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
 import sys
 
-from gspo.config import ConfigError, GSPOConfig, add_config_arguments, load_config
-from gspo.config.fields import overrides_from_args
+from gspo.cli.runner import RunCommand, add_fields, add_run_parser, before_after, run_command
+from gspo.config import GSPOConfig, load_config
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "train",
+    p = add_run_parser(
+        subparsers, "train", GSPOConfig,
         help="train a model with GSPO / GSPO-token / GRPO",
         description="Train with GSPO. With no arguments: the embedded default run (a few minutes on CPU).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--config", default=None, help="YAML file with config fields (command-line options override it)")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     p.add_argument("--num-processes", type=int, default=1,
                    help="data-parallel processes: re-launches this command under `accelerate launch` (GPUs, or CPU with gloo)")
     p.add_argument("--accelerate-config", default=None,
                    help="accelerate config file for the launch (e.g. configs/accelerate/fsdp.yaml, deepspeed_zero2.yaml)")
-    add_config_arguments(p, GSPOConfig)
+    add_fields(p, GSPOConfig)
 
 
 def run(args) -> int:
-    from gspo.cli.main import CLIError
+    from gspo.trainer.build import build_trainer
 
-    try:
-        config = load_config(args.config, overrides_from_args(args))
-    except ConfigError as exc:
-        raise CLIError(str(exc)) from None
+    return run_command(args, RunCommand(load=load_config, build=build_trainer, report=_report, launch=_launch))
+
+
+def _report(summary: dict, config: GSPOConfig) -> str:
+    return f"{before_after(summary)} in {summary['train_seconds']:.0f}s; outputs in {config.output_dir}"
+
+
+def _launch(args, config: GSPOConfig) -> int | None:
+    """Re-run under ``accelerate launch`` when more processes are asked for (None: run here)."""
     if (args.num_processes > 1 or args.accelerate_config) and not _inside_launch():
         _check_launch_here(args)
         return _relaunch(args)
-    if args.print_config:
-        from gspo.config import to_yaml
-
-        print(to_yaml(config), end="")
-        return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    from gspo.trainer.build import build_trainer
-
-    try:
-        trainer = build_trainer(config)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        raise CLIError(str(exc)) from None
-    summary = trainer.train()
-    if not trainer.dist.is_main:
-        return 0
-    print(json.dumps(summary, indent=1))
-    before, after = summary.get("eval_before"), summary.get("eval_after")
-    if before is not None and after is not None:
-        print(f"held-out accuracy: before {before:.3f} -> after {after:.3f} ({after - before:+.3f}) "
-              f"in {summary['train_seconds']:.0f}s; outputs in {config.output_dir}")
-    return 0
+    return None
 
 
 def _inside_launch() -> bool:

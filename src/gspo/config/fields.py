@@ -151,7 +151,18 @@ def from_dict(cls: type, values: dict[str, Any], *, source: str = "config") -> A
             hint = f"; did you mean {close}?" if close else ""
             raise ConfigError(key, f"unknown field in {source}{hint} (valid fields: {sorted(names)})")
         kwargs[name] = coerce(name, value, hints[name])
+        allowed = table_choices(cls).get(name)
+        if allowed is not None and kwargs[name] not in allowed:
+            raise ConfigError(name, f"must be one of {list(allowed)}, got {kwargs[name]!r}")
     return cls(**kwargs)
+
+
+def table_choices(cls: type) -> dict[str, dict[str, str]]:
+    """Fields whose allowed values come from a registry rather than a ``Literal`` (such as
+    ``algorithm``, from the algorithm table): ``{field: {value: one-line description}}``, from the
+    class's ``field_choices()`` when it has one."""
+    hook = getattr(cls, "field_choices", None)
+    return hook() if hook is not None else {}
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -174,7 +185,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def to_yaml(config: Any) -> str:
     """The config as YAML, each field preceded by its docstring as a comment."""
-    docs = field_docs(type(config))
+    docs = field_docs(config.__class__)
     lines = []
     for f in dataclasses.fields(config):
         for doc_line in textwrap.wrap(docs.get(f.name, ""), 96):
@@ -209,10 +220,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: tu
         if f.name in skip:
             continue
         base, _ = _unwrap_optional(hints[f.name])
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc,operator]
         choices = ""
         if typing.get_origin(base) is typing.Literal:
             choices = f" One of: {', '.join(map(str, typing.get_args(base)))}."
+        table = table_choices(cls).get(f.name)
+        if table:
+            choices = " One of: " + "; ".join(f"{k} ({v})" for k, v in table.items()) + "."
         help_text = f"{docs.get(f.name, '')}{choices} (default: {default!r})".replace("%", "%%")
         names = {f.name.replace("_", "-"), f.name}
         flags = sorted((f"--{n}" for n in names), key=lambda flag: "_" in flag)

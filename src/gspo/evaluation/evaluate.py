@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import torch
 
+from gspo.models.device import model_device
 from gspo.sampling import decode_completions, encode_prompts, sample, special_token_ids
 
 
@@ -114,13 +115,6 @@ def _jsonable(value: Any) -> Any:
     return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
 
 
-def _model_device(model) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
-
-
 def evaluate_task(
     model,
     tokenizer,
@@ -156,9 +150,9 @@ def evaluate_task(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if not rows:
         raise ValueError(f"task {getattr(task, 'name', task)!r}: no rows to evaluate")
-    max_new_tokens = int(max_new_tokens or getattr(task, "max_new_tokens", 256))
+    max_new_tokens = int(max_new_tokens or getattr(task, "max_new_tokens", 256) or 256)
     eos_ids, pad_id = special_token_ids(tokenizer, model)
-    device = _model_device(model)
+    device = model_device(model)
     generator = torch.Generator(device=device).manual_seed(seed)
 
     # every row repeated `samples` times, consecutively: flat index = row * samples + j

@@ -14,13 +14,24 @@ Choices the paper leaves open, stated here:
     group's mean and std, and its own advantage is 0.
 
 Rows are laid out group by group: rows [g·G, (g+1)·G) answer the same prompt.
+
+Estimators are registered in ``ADVANTAGE_ESTIMATORS`` (``@register_advantage(name)``) with the
+signature ``fn(rewards_B, group_size, *, <options by name>) -> adv_B`` (or ``adv_BT``); an algorithm
+names its estimator in :mod:`gspo.algorithms`. ``"group"`` is eq. 6.
 """
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import torch
 
-Tensor = torch.Tensor
+from gspo.losses.registry import Registry
+
+Tensor: TypeAlias = torch.Tensor
+
+ADVANTAGE_ESTIMATORS = Registry("advantage estimator")
+register_advantage = ADVANTAGE_ESTIMATORS.register
 
 ADVANTAGE_SCALES = ("group", "batch", "none")
 
@@ -36,6 +47,7 @@ def _nan_mean_std(x_GN: Tensor, dim: int) -> tuple[Tensor, Tensor, Tensor]:
     return mean, std, count
 
 
+@register_advantage("group")
 def group_advantages(rewards: Tensor, group_size: int, *, scale: str = "group") -> Tensor:
     """Per-response advantages ``[B]`` from rewards ``[B]`` laid out in groups of ``group_size``.
 

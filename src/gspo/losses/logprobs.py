@@ -19,9 +19,11 @@ Also returns the per-token entropy of the tempered distribution (no gradient), a
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import torch
 
-Tensor = torch.Tensor
+Tensor: TypeAlias = torch.Tensor
 
 #: Default chunk budget, in logits elements (float32: 128 MiB).
 CHUNK_ELEMENTS = 1 << 25

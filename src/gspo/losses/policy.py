@@ -1,7 +1,10 @@
 """Clipped policy-gradient losses: GSPO, GSPO-token and GRPO, as pure tensor functions.
 
-Every loss *level* is a function in ``LOSS_LEVELS`` (register new ones with ``@register_level``)
-that turns per-token log-probs into a per-token loss term; ``policy_loss`` then aggregates the terms.
+Every loss *level* is a function in ``LOSS_LEVELS`` (register new ones with ``@register_level``):
+``fn(inputs: LossInputs, *, <hyper-parameters by name>) -> LevelOutput`` turns masked per-token
+log-probs into a per-token objective; ``policy_loss`` adds the KL term and aggregates. A loss's
+hyper-parameters and their defaults (the paper's clip ranges) come from the algorithm table,
+:mod:`gspo.algorithms`; each loss is handed only the ones it declares.
 Formulas (Zheng et al. 2025, arXiv 2507.18071; equation numbers are the paper's):
 
   level "sequence" (GSPO, eq. 5-7)
@@ -44,25 +47,33 @@ Nothing here calls ``.item()`` or synchronises with the host; stats are detached
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Mapping, TypeAlias
 
 import torch
 
-Tensor = torch.Tensor
+from gspo.algorithms import loss_defaults
+from gspo.losses.registry import Registry, declared_keywords
 
-#: The paper's clip ranges (section 5.1), per level: (ε_low, ε_high).
-DEFAULT_CLIP: dict[str, tuple[float, float]] = {
-    "sequence": (3e-4, 4e-4),
-    "sequence_token": (3e-4, 4e-4),
-    "token": (0.2, 0.27),
-}
+Tensor: TypeAlias = torch.Tensor
 
 AGGREGATIONS = ("seq-mean", "token-mean", "seq-mean-token-sum")
 
 
 @dataclass(frozen=True)
+class LossInputs:
+    """What every loss receives for a micro-batch (B sequences, T completion tokens), masked already:
+    padding is 0 in every tensor, and ``adv_BT`` holds per-response advantages repeated along T."""
+
+    logp_BT: Tensor  # log π_θ (requires grad)
+    old_logp_BT: Tensor  # log π_old (detached)
+    adv_BT: Tensor
+    mask_BT: Tensor  # bool: tokens in the loss
+    lengths_B: Tensor  # tokens per row (>= 1), in logp's dtype
+
+
+@dataclass(frozen=True)
 class LevelOutput:
-    """What a loss level computes for a micro-batch (B sequences, T completion tokens)."""
+    """What a loss computes for a micro-batch (B sequences, T completion tokens)."""
 
     objective_BT: Tensor  # J per token (for sequence levels, the response's J repeated); 0 where masked
     ratio_B_or_BT: Tensor  # the importance ratios used: [B] for sequence levels, [B, T] for token level
@@ -71,21 +82,18 @@ class LevelOutput:
     sequence_level: bool  # clip statistics count sequences (True) or tokens (False)
 
 
-LevelFn = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor, float, float, float], LevelOutput]
+#: A loss: ``fn(inputs: LossInputs, *, <its hyper-parameters by name>) -> LevelOutput``.
+LevelFn = Callable[..., LevelOutput]
 
-LOSS_LEVELS: dict[str, LevelFn] = {}
+LOSS_LEVELS = Registry("loss level")
 
 
 def register_level(name: str) -> Callable[[LevelFn], LevelFn]:
-    """Decorator: add a loss level under ``name`` (a new algorithm is a new function, not a subclass)."""
+    """Decorator: add a loss under ``name`` (a new algorithm is a new function plus a table entry)."""
+    return LOSS_LEVELS.register(name)
 
-    def wrap(fn: LevelFn) -> LevelFn:
-        if name in LOSS_LEVELS:
-            raise ValueError(f"loss level {name!r} is already registered")
-        LOSS_LEVELS[name] = fn
-        return fn
 
-    return wrap
+register_loss = register_level
 
 
 def get_level(name: str) -> LevelFn:
@@ -106,19 +114,20 @@ def _clipped_objective(ratio: Tensor, adv: Tensor, clip_low: float, clip_high: f
     return objective, clipped_low, clipped_high
 
 
-def _sequence_log_ratio(log_ratio_BT: Tensor, mask_BT: Tensor, lengths_B: Tensor, max_log_ratio: float) -> Tensor:
+def _sequence_log_ratio(log_ratio_BT: Tensor, lengths_B: Tensor, max_log_ratio: float) -> Tensor:
     """(1/|y_i|) Σ_t log-ratio, clamped: the log of GSPO's s_i (a mean in log space, never a sum)."""
     mean_B = log_ratio_BT.sum(dim=-1) / lengths_B
     return mean_B.clamp(-max_log_ratio, max_log_ratio)
 
 
 @register_level("sequence")
-def gspo_sequence_level(logp_BT, old_logp_BT, adv_BT, mask_BT, lengths_B, clip_low, clip_high, max_log_ratio):
+def gspo_sequence_level(x: LossInputs, *, clip_low: float, clip_high: float, max_log_ratio: float) -> LevelOutput:
     """GSPO (eq. 5-7): one length-normalised ratio per response, whole responses clipped."""
-    log_s_B = _sequence_log_ratio(logp_BT - old_logp_BT, mask_BT, lengths_B, max_log_ratio)
+    mask_BT = x.mask_BT
+    log_s_B = _sequence_log_ratio(x.logp_BT - x.old_logp_BT, x.lengths_B, max_log_ratio)
     s_B = torch.exp(log_s_B)
     # Sequence-level advantages: the first token's value stands for the response (checked by caller).
-    adv_B = adv_BT[:, 0]
+    adv_B = x.adv_BT[:, 0]
     obj_B, low_B, high_B = _clipped_objective(s_B, adv_B, clip_low, clip_high)
     expand = lambda x: x.unsqueeze(-1).expand_as(mask_BT)  # noqa: E731
     return LevelOutput(
@@ -131,12 +140,13 @@ def gspo_sequence_level(logp_BT, old_logp_BT, adv_BT, mask_BT, lengths_B, clip_l
 
 
 @register_level("sequence_token")
-def gspo_token_level(logp_BT, old_logp_BT, adv_BT, mask_BT, lengths_B, clip_low, clip_high, max_log_ratio):
+def gspo_token_level(x: LossInputs, *, clip_low: float, clip_high: float, max_log_ratio: float) -> LevelOutput:
     """GSPO-token (eq. 13-14): s_i,t = sg[s_i]·π_θ(y_i,t)/sg[π_θ(y_i,t)], per-token advantages allowed."""
-    log_s_B = _sequence_log_ratio(logp_BT - old_logp_BT, mask_BT, lengths_B, max_log_ratio)
+    logp_BT, mask_BT = x.logp_BT, x.mask_BT
+    log_s_B = _sequence_log_ratio(logp_BT - x.old_logp_BT, x.lengths_B, max_log_ratio)
     log_s_BT = log_s_B.detach().unsqueeze(-1) + logp_BT - logp_BT.detach()
     s_BT = torch.exp(log_s_BT)
-    obj_BT, low_BT, high_BT = _clipped_objective(s_BT, adv_BT, clip_low, clip_high)
+    obj_BT, low_BT, high_BT = _clipped_objective(s_BT, x.adv_BT, clip_low, clip_high)
     return LevelOutput(
         objective_BT=torch.where(mask_BT, obj_BT, 0.0),
         ratio_B_or_BT=torch.exp(log_s_B),
@@ -147,11 +157,12 @@ def gspo_token_level(logp_BT, old_logp_BT, adv_BT, mask_BT, lengths_B, clip_low,
 
 
 @register_level("token")
-def grpo_token_level(logp_BT, old_logp_BT, adv_BT, mask_BT, lengths_B, clip_low, clip_high, max_log_ratio):
+def grpo_token_level(x: LossInputs, *, clip_low: float, clip_high: float, max_log_ratio: float) -> LevelOutput:
     """GRPO: one ratio per token, tokens clipped individually."""
-    log_w_BT = (logp_BT - old_logp_BT).clamp(-max_log_ratio, max_log_ratio)
+    mask_BT = x.mask_BT
+    log_w_BT = (x.logp_BT - x.old_logp_BT).clamp(-max_log_ratio, max_log_ratio)
     w_BT = torch.exp(log_w_BT)
-    obj_BT, low_BT, high_BT = _clipped_objective(w_BT, adv_BT, clip_low, clip_high)
+    obj_BT, low_BT, high_BT = _clipped_objective(w_BT, x.adv_BT, clip_low, clip_high)
     return LevelOutput(
         objective_BT=torch.where(mask_BT, obj_BT, 0.0),
         ratio_B_or_BT=w_BT,
@@ -194,7 +205,7 @@ def policy_loss(
     advantages: Tensor,
     mask: Tensor,
     *,
-    level: str = "sequence",
+    level: str | LevelFn = "sequence",
     clip_low: float | None = None,
     clip_high: float | None = None,
     aggregation: str = "seq-mean",
@@ -202,6 +213,7 @@ def policy_loss(
     ref_logp: Tensor | None = None,
     kl_coef: float = 0.0,
     max_log_ratio: float = 20.0,
+    hparams: Mapping[str, Any] | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Clipped policy loss (to minimise) and detached statistics.
 
@@ -210,38 +222,73 @@ def policy_loss(
         old_logp: ``[B, T]`` log π_old of the same tokens (the behaviour policy; no grad needed).
         advantages: ``[B]`` per response, or ``[B, T]`` per token (``"sequence"`` needs ``[B]`` or a
             ``[B, T]`` that is constant along T; per-token advantages belong to ``"sequence_token"``).
-        mask: ``[B, T]`` 1/True for real completion tokens (EOS included), 0 for padding. Each row needs
-            at least one real token (an empty completion has no ratio).
-        level: a key of ``LOSS_LEVELS``: ``"sequence"`` (GSPO), ``"sequence_token"`` (GSPO-token),
-            ``"token"`` (GRPO).
-        clip_low, clip_high: ε_low, ε_high; ``None`` takes the paper's value for the level
-            (3e-4/4e-4 for the sequence levels, 0.2/0.27 for GRPO).
+        mask: ``[B, T]`` 1/True for tokens in the loss (EOS included), 0 for padding or tokens the
+            model did not generate. Each row needs at least one real token (an empty completion has
+            no ratio).
+        level: a key of ``LOSS_LEVELS`` (``"sequence"`` GSPO, ``"sequence_token"`` GSPO-token,
+            ``"token"`` GRPO) or a loss function.
+        clip_low, clip_high: ε_low, ε_high; ``None`` takes the algorithm table's value for the level
+            (3e-4/4e-4 for the sequence levels, 0.2/0.27 for GRPO: :mod:`gspo.algorithms`).
         aggregation: ``"seq-mean"`` (the paper's), ``"token-mean"`` or ``"seq-mean-token-sum"``.
         normalizer: the denominator: the number of sequences (``seq-mean``, ``seq-mean-token-sum``)
             or tokens (``token-mean``) in the whole optimizer step. ``None`` means this micro-batch's.
         ref_logp: ``[B, T]`` reference-policy log-probs, needed when ``kl_coef > 0``.
         kl_coef: β, weight of the k3 KL penalty (0 = off, the paper's setting).
         max_log_ratio: clamp for log-ratios before ``exp``.
+        hparams: further hyper-parameters of the loss, by name (they override the table's defaults).
 
     Returns:
         ``(loss, stats)``; ``stats`` holds detached scalar tensors: ``policy_loss``, ``clip_frac``,
         ``clip_frac_low``, ``clip_frac_high`` (fractions of sequences for the sequence levels, of
         tokens for ``"token"``), ``ratio_mean``, ``ratio_min``, ``ratio_max`` and, with KL, ``kl``.
     """
-    level_fn = get_level(level)
+    level_fn = level if callable(level) else get_level(level)
+    params = _loss_hparams(level, level_fn, clip_low, clip_high, max_log_ratio, hparams)
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"aggregation: unknown mode {aggregation!r}; valid modes: {list(AGGREGATIONS)}")
-    default_low, default_high = DEFAULT_CLIP.get(level, (0.2, 0.2))
-    clip_low = default_low if clip_low is None else float(clip_low)
-    clip_high = default_high if clip_high is None else float(clip_high)
-    if not 0.0 <= clip_low < 1.0:
-        raise ValueError(f"clip_low: must be in [0, 1), got {clip_low}")
-    if clip_high < 0.0:
-        raise ValueError(f"clip_high: must be >= 0, got {clip_high}")
     if kl_coef < 0:
         raise ValueError(f"kl_coef: must be >= 0, got {kl_coef}")
     if kl_coef > 0 and ref_logp is None:
         raise ValueError("ref_logp: required when kl_coef > 0")
+    _check_shapes(logp, old_logp, advantages, mask, level)
+    x = _masked_inputs(logp, old_logp, advantages, mask)
+
+    out = level_fn(x, **params)
+    term_BT = -out.objective_BT
+    stats: dict[str, Tensor] = {}
+    if kl_coef > 0:
+        assert ref_logp is not None
+        kl_BT = kl_k3(x.logp_BT, torch.where(x.mask_BT, ref_logp.detach(), 0.0), x.mask_BT, max_log_ratio)
+        term_BT = term_BT + kl_coef * kl_BT
+        stats["kl"] = ((kl_BT.sum(-1) / x.lengths_B).mean()).detach()
+    loss = aggregate(term_BT, x.mask_BT, x.lengths_B, aggregation, normalizer)
+    with torch.no_grad():
+        stats["policy_loss"] = aggregate(-out.objective_BT, x.mask_BT, x.lengths_B, aggregation, None)
+        stats.update(_ratio_stats(out, x))
+    return loss, stats
+
+
+def _loss_hparams(level, level_fn, clip_low, clip_high, max_log_ratio, hparams) -> dict[str, Any]:
+    """The loss's hyper-parameters by name: table defaults < explicit clip / max_log_ratio < ``hparams``."""
+    params: dict[str, Any] = dict(loss_defaults(level)) if isinstance(level, str) else {}
+    params["max_log_ratio"] = max_log_ratio
+    if clip_low is not None:
+        params["clip_low"] = float(clip_low)
+    if clip_high is not None:
+        params["clip_high"] = float(clip_high)
+    params.update(hparams or {})
+    if not 0.0 <= params.get("clip_low", 0.0) < 1.0:
+        raise ValueError(f"clip_low: must be in [0, 1), got {params['clip_low']}")
+    if params.get("clip_high", 0.0) < 0.0:
+        raise ValueError(f"clip_high: must be >= 0, got {params['clip_high']}")
+    declared = declared_keywords(level_fn)
+    unknown = sorted(set(hparams or {}) - declared) if declared is not None else []
+    if unknown:
+        raise ValueError(f"hparams: the loss takes no {unknown}; it takes {sorted(declared or ())}")
+    return params if declared is None else {k: v for k, v in params.items() if k in declared}
+
+
+def _check_shapes(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, level) -> None:
     if logp.dim() != 2 or old_logp.shape != logp.shape or mask.shape != logp.shape:
         raise ValueError(
             f"logp, old_logp, mask: must all be [B, T] of one shape, got {tuple(logp.shape)}, "
@@ -255,39 +302,42 @@ def policy_loss(
         if not bool(torch.where(mask.bool(), advantages == first, True).all()):
             raise ValueError("advantages: per-token advantages need level='sequence_token' (GSPO-token), not 'sequence'")
 
+
+def _masked_inputs(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor) -> LossInputs:
+    """Select real positions before any arithmetic so NaN/inf in padding never propagates (nor its grad)."""
     mask_BT = mask.bool()
-    # Select real positions before any arithmetic so NaN/inf in padding never propagates (nor its grad).
     logp_BT = torch.where(mask_BT, logp, 0.0)
-    old_logp_BT = torch.where(mask_BT, old_logp.detach(), 0.0)
     adv_BT = advantages.detach()
     if adv_BT.dim() == 1:
         adv_BT = adv_BT.unsqueeze(-1).expand_as(logp_BT)
-    adv_BT = torch.where(mask_BT, adv_BT, 0.0)
-    lengths_B = mask_BT.sum(dim=-1).clamp(min=1).to(logp_BT.dtype)
+    return LossInputs(
+        logp_BT=logp_BT,
+        old_logp_BT=torch.where(mask_BT, old_logp.detach(), 0.0),
+        adv_BT=torch.where(mask_BT, adv_BT, 0.0),
+        mask_BT=mask_BT,
+        lengths_B=mask_BT.sum(dim=-1).clamp(min=1).to(logp_BT.dtype),
+    )
 
-    out = level_fn(logp_BT, old_logp_BT, adv_BT, mask_BT, lengths_B, clip_low, clip_high, max_log_ratio)
-    term_BT = -out.objective_BT
+
+def _ratio_stats(out: LevelOutput, x: LossInputs) -> dict[str, Tensor]:
+    """Ratio range and clip fractions: of sequences for sequence-level losses, of tokens otherwise."""
+    ratio, mask_BT = out.ratio_B_or_BT, x.mask_BT
     stats: dict[str, Tensor] = {}
-    if kl_coef > 0:
-        kl_BT = kl_k3(logp_BT, torch.where(mask_BT, ref_logp.detach(), 0.0), mask_BT, max_log_ratio)
-        term_BT = term_BT + kl_coef * kl_BT
-        stats["kl"] = ((kl_BT.sum(-1) / lengths_B).mean()).detach()
-    loss = aggregate(term_BT, mask_BT, lengths_B, aggregation, normalizer)
+    if out.sequence_level:
+        # Per-sequence fraction of clipped tokens (0 or 1 with per-sequence advantages), averaged.
+        def frac(c: Tensor) -> Tensor:
+            return (c.sum(-1) / x.lengths_B).mean()
 
-    with torch.no_grad():
-        stats["policy_loss"] = aggregate(-out.objective_BT, mask_BT, lengths_B, aggregation, None)
-        if out.sequence_level:
-            # Per-sequence fraction of clipped tokens (0 or 1 with per-sequence advantages), averaged.
-            frac = lambda c: (c.sum(-1) / lengths_B).mean()  # noqa: E731
-            ratio = out.ratio_B_or_BT
-            stats["ratio_mean"], stats["ratio_min"], stats["ratio_max"] = ratio.mean(), ratio.min(), ratio.max()
-        else:
-            frac = lambda c: _masked_mean(c.to(logp_BT.dtype), mask_BT)  # noqa: E731
-            ratio = out.ratio_B_or_BT
-            stats["ratio_mean"] = _masked_mean(ratio, mask_BT)
-            stats["ratio_min"] = torch.where(mask_BT, ratio, torch.inf).min()
-            stats["ratio_max"] = torch.where(mask_BT, ratio, -torch.inf).max()
-        stats["clip_frac_low"] = frac(out.clipped_low_BT)
-        stats["clip_frac_high"] = frac(out.clipped_high_BT)
-        stats["clip_frac"] = stats["clip_frac_low"] + stats["clip_frac_high"]
-    return loss, stats
+        stats["ratio_mean"], stats["ratio_min"], stats["ratio_max"] = ratio.mean(), ratio.min(), ratio.max()
+    else:
+
+        def frac(c: Tensor) -> Tensor:
+            return _masked_mean(c.to(x.logp_BT.dtype), mask_BT)
+
+        stats["ratio_mean"] = _masked_mean(ratio, mask_BT)
+        stats["ratio_min"] = torch.where(mask_BT, ratio, torch.inf).min()
+        stats["ratio_max"] = torch.where(mask_BT, ratio, -torch.inf).max()
+    stats["clip_frac_low"] = frac(out.clipped_low_BT)
+    stats["clip_frac_high"] = frac(out.clipped_high_BT)
+    stats["clip_frac"] = stats["clip_frac_low"] + stats["clip_frac_high"]
+    return stats

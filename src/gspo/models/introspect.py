@@ -1,6 +1,6 @@
 """What a (possibly wrapped) Hugging Face model is underneath, and which forward arguments it takes.
 
-Shared by the sampler and the trainer's scoring pass, so both see through the same wrappers:
+Shared by the sampler and the scoring pass, so both see through the same wrappers:
 DDP / ``accelerate`` (``.module``, possibly nested) first, then PEFT (``get_base_model()``).
 
 The KV cache argument changed name in transformers 5.24: ``cache`` (``past_key_values`` still
@@ -79,3 +79,13 @@ def returned_cache(output: Any, argument: str | None) -> Any:
         if found is not None:
             return found
     return getattr(output, "past_key_values", None)
+
+
+def context_length(model: nn.Module) -> int | None:
+    """The model's context window (max_position_embeddings / n_positions / n_ctx), if it declares one."""
+    config = getattr(model, "config", None)
+    for attr in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None

@@ -31,6 +31,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from gspo.models.device import model_device
 from gspo.models.introspect import accepts_kwarg, cache_argument, returned_cache
 from gspo.sampling.kv_cache import preallocated_cache
 
@@ -75,13 +76,6 @@ def position_ids_from_mask(mask_BS: torch.Tensor) -> torch.Tensor:
     absolute position embeddings (GPT-2) see the same positions the sampler did.
     """
     return (mask_BS.long().cumsum(-1) - 1).clamp_min(0)
-
-
-def _model_device(model) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
 
 
 def _filter_logits(scaled_BV: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
@@ -199,7 +193,7 @@ def sample(
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
 
-    device = _model_device(model)
+    device = model_device(model)
     if stop_check_every is None:
         stop_check_every = 1 if device.type == "cpu" else 8
     was_training = model.training

@@ -17,6 +17,8 @@ model create its default cache.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 try:  # transformers >= 4.56 (layered caches)
@@ -38,8 +40,8 @@ if DynamicLayer is not None:
         def __init__(self, capacity: int, **kwargs) -> None:
             super().__init__(**kwargs)
             self.capacity = int(capacity)
-            self._key_buf: torch.Tensor | None = None
-            self._value_buf: torch.Tensor | None = None
+            self._key_buf: Any = None  # a torch.Tensor once allocated
+            self._value_buf: Any = None
             self._length = 0
 
         def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:

@@ -10,21 +10,17 @@ from __future__ import annotations
 import logging
 import os
 import random
+from typing import Any
 
 import torch
 
-from gspo.config import ConfigError, GSPOConfig
+from gspo.config import ConfigError, GSPOConfig, RunConfig, use_chat_template
+from gspo.models.device import resolve_device
+
+__all__ = ["build_rewards", "build_task", "build_trainer", "load_rows", "resolve_device", "seed_everything",
+           "setup_run", "wants_chat"]
 
 logger = logging.getLogger("gspo")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device", f"{name!r} requested but CUDA is not available")
-    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -35,7 +31,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_task(config: GSPOConfig):
+def setup_run(config: RunConfig) -> torch.device:
+    """Validate, set torch's threads, seed everything; the device the run asks for."""
+    config.validate()
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    seed_everything(config.seed)
+    return resolve_device(config.device)
+
+
+def wants_chat(config: RunConfig, tokenizer) -> bool:
+    """Whether prompts use the tokenizer's chat template (``config.chat``: auto / yes / no)."""
+    from gspo.sampling import has_chat_template
+
+    return use_chat_template(config.chat, has_chat_template(tokenizer))
+
+
+def build_task(config: RunConfig):
     """The task object for ``config.task`` with its ``task_options`` (a single task, or a mixture spec with weights)."""
     from gspo.tasks import make_task
 
@@ -45,8 +57,8 @@ def build_task(config: GSPOConfig):
         raise ConfigError("task_options" if config.task_options else "task", str(exc)) from None
 
 
-def load_rows(task, config: GSPOConfig, split: str, *, chat: bool, limit: int | None = None):
-    kwargs = dict(chat=chat, limit=limit)
+def load_rows(task, config: RunConfig, split: str, *, chat: bool, limit: int | None = None):
+    kwargs: dict[str, Any] = dict(chat=chat, limit=limit)
     from gspo.tasks.mixture import MixtureTask
 
     if config.data_path and isinstance(task, MixtureTask):
@@ -74,16 +86,10 @@ def build_rewards(config: GSPOConfig, task):
 def build_trainer(config: GSPOConfig):
     """Everything a run needs, in the order that fails fastest: task, data, rewards, then the model."""
     from gspo.models.loading import load_model_and_tokenizer
-    from gspo.sampling import has_chat_template
+    from gspo.trainer.distributed import launched_distributed
     from gspo.trainer.trainer import GSPOTrainer
 
-    from gspo.trainer.distributed import launched_distributed
-
-    config.validate()
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    seed_everything(config.seed)
-    device = resolve_device(config.device)
+    device = setup_run(config)
     accelerator = None
     if launched_distributed():
         from accelerate import Accelerator
@@ -112,7 +118,7 @@ def build_trainer(config: GSPOConfig):
 
         model = apply_lora(model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout,
                            target_modules=config.lora_target_modules)
-    chat = config.chat == "yes" or (config.chat == "auto" and has_chat_template(tokenizer))
+    chat = wants_chat(config, tokenizer)
     train_rows = load_rows(task, config, config.train_split, chat=chat)
     eval_rows = load_rows(task, config, config.eval_split, chat=chat, limit=config.eval_limit) if config.eval_limit else []
     logger.info(

@@ -22,7 +22,7 @@ padding, chat template, BOS), the reference is tokenized without special tokens 
 appended, so the model learns to stop. Cross-entropy covers the completion tokens only (the prompt is
 masked) and is divided by the number of completion tokens in the whole optimizer step (a token mean
 over the batch), so the micro-batch size does not change the result. Log-probs come from the
-trainer's scoring pass (:func:`gspo.trainer.scoring.completion_logprobs`: no logits over prompt
+trainer's scoring pass (:func:`gspo.sampling.scoring.completion_logprobs`: no logits over prompt
 positions).
 
 **Data order**: ``gspo.trainer.data_order.PromptOrder`` with the run's seed -- the same order a
@@ -41,13 +41,12 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional, Sequence
+from typing import Any, Optional, Sequence
 
-from gspo.config.fields import ConfigError, from_dict, load_yaml
-from gspo.config.trackers import check_report_to
-from gspo.config.train import check_task_options, parse_task_options
+from gspo.config.fields import ConfigError
+from gspo.config.run import RunConfig, config_loader
 
 logger = logging.getLogger("gspo")
 
@@ -56,128 +55,50 @@ REFERENCE_COLUMNS = ("reference", "solution", "canonical_solution", "answer")
 
 
 @dataclass
-class SFTConfig:
-    # ----------------------------------------------------------------- model
-    model: str = "embedded"
-    """Model to fine-tune: a local Hugging Face folder, a hub id, 'embedded' or 'smollm2' (as in gspo train)."""
-    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
-    """Weight dtype; the loss is computed from float32 log-probs."""
-    device: str = "auto"
-    """'auto' (CUDA if available, else CPU), 'cpu', 'cuda' or 'cuda:N'."""
+class SFTConfig(RunConfig):
+    """The shared run fields (:class:`gspo.config.run.RunConfig`) plus SFT's own; five defaults differ."""
+
+    # ----------------------------------------------------------------- defaults that differ from RL
     num_threads: Optional[int] = None
     """CPU threads for torch (None: torch's default)."""
+    eval_every: int = 0
+    """Evaluate every N steps (0: only before and after training)."""
+    learning_rate: float = 3e-4
+    """Peak learning rate of AdamW (3e-4 suits the embedded adder; large pretrained models want ~1e-5)."""
+    max_steps: int = 0
+    """Optimizer steps (0: derived from epochs: ceil(epochs × rows / batch_size)). The data order wraps into new epochs."""
+    output_dir: str = "runs/sft"
+    """Where metrics.jsonl, summary.json and the final checkpoint (OUTPUT_DIR/final) go."""
 
-    # ----------------------------------------------------------------- data
-    task: str = "addition"
-    """Task whose train split provides prompts and reference completions (see `gspo.tasks`)."""
-    task_options: dict[str, Any] = field(default_factory=dict)
-    """Options of the task, as for gspo train (a YAML mapping, or a JSON object on the command line)."""
-    data_path: Optional[str] = None
-    """Local file or folder for the task's data (overrides the task's default source)."""
-    train_split: str = "train"
-    """Split trained on."""
+    # ----------------------------------------------------------------- SFT only
     train_limit: Optional[int] = None
     """Use only the first N rows of the train split (None: all)."""
     reference_column: Optional[str] = None
     """Row column holding the target completion. None: the first of reference, solution, canonical_solution, answer present."""
-    chat: Literal["auto", "yes", "no"] = "auto"
-    """Use the chat template: 'auto' uses it when the tokenizer has one."""
-    max_prompt_tokens: int = 512
-    """Longer prompts are truncated from the left (as in sampling)."""
     max_completion_tokens: int = 512
     """Longer references (EOS included) are truncated from the right; a truncated one loses its EOS."""
-
-    # ----------------------------------------------------------------- evaluation
-    eval_split: str = "test"
-    """Held-out split for greedy accuracy before, during and after training."""
-    eval_limit: int = 500
-    """Number of held-out prompts to evaluate on (0 disables evaluation)."""
-    eval_every: int = 0
-    """Evaluate every N steps (0: only before and after training)."""
-    eval_max_new_tokens: Optional[int] = None
-    """Max new tokens at evaluation (None: the task's own default)."""
-
-    # ----------------------------------------------------------------- optimisation
     batch_size: int = 32
     """Examples per optimizer step."""
-    micro_batch_size: int = 64
-    """Examples per forward/backward; gradients accumulate over a batch. Does not change results."""
     epochs: float = 1.0
     """Passes over the train rows when max_steps is 0 (fractions allowed)."""
-    max_steps: int = 0
-    """Optimizer steps (0: derived from epochs: ceil(epochs × rows / batch_size)). The data order wraps into new epochs."""
-    learning_rate: float = 3e-4
-    """Peak learning rate of AdamW (3e-4 suits the embedded adder; large pretrained models want ~1e-5)."""
-    weight_decay: float = 0.0
-    """AdamW weight decay."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping threshold (0 disables clipping)."""
-    warmup_steps: int = 0
-    """Linear warm-up, in optimizer steps."""
-    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
-    """Learning-rate schedule after warm-up."""
 
-    # ----------------------------------------------------------------- run
-    seed: int = 0
-    """Seed for data order and initialisation (the same order as a GSPO run with this seed)."""
-    output_dir: str = "runs/sft"
-    """Where metrics.jsonl, summary.json and the final checkpoint (OUTPUT_DIR/final) go."""
-    log_every: int = 1
-    """Write a metrics line every N steps."""
-    report_to: list[str] = field(default_factory=lambda: ["none"])
-    """Experiment trackers that receive the metrics besides metrics.jsonl: 'tensorboard', 'wandb', 'trackio' (comma-separated), or 'none'."""
-    progress: bool = True
-    """Show a progress bar (in a terminal; plain progress lines when output goes to a file)."""
-
-    def validate(self) -> "SFTConfig":
-        """Check every value; raise ConfigError naming the first bad field and what is allowed."""
-
-        def need(ok: bool, name: str, allowed: str) -> None:
-            if not ok:
-                raise ConfigError(name, f"{allowed}, got {getattr(self, name)!r}")
-
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, float):
-                need(math.isfinite(value), f.name, "must be a finite number")
-        need(bool(self.model.strip()), "model", "must name a model")
-        need(bool(self.task.strip()), "task", "must name a task")
+    def validate_own(self) -> None:
+        need = self.need
         need(self.train_limit is None or self.train_limit >= 1, "train_limit", "must be >= 1 or None")
         need(self.reference_column is None or bool(self.reference_column.strip()), "reference_column",
              "must name a column or be None")
-        need(self.max_prompt_tokens >= 1, "max_prompt_tokens", "must be >= 1")
         need(self.max_completion_tokens >= 1, "max_completion_tokens", "must be >= 1")
-        need(self.eval_limit >= 0, "eval_limit", "must be >= 0")
-        need(self.eval_every >= 0, "eval_every", "must be >= 0")
-        need(self.eval_max_new_tokens is None or self.eval_max_new_tokens >= 1, "eval_max_new_tokens", "must be >= 1 or None")
         need(self.batch_size >= 1, "batch_size", "must be >= 1")
-        need(self.micro_batch_size >= 1, "micro_batch_size", "must be >= 1")
         need(self.epochs > 0, "epochs", "must be > 0")
         need(self.max_steps >= 0, "max_steps", "must be >= 0 (0: derived from epochs)")
-        need(self.learning_rate > 0, "learning_rate", "must be > 0")
-        need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
-        need(self.max_grad_norm >= 0, "max_grad_norm", "must be >= 0 (0 disables clipping)")
-        need(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
-        need(self.log_every >= 1, "log_every", "must be >= 1")
-        need(self.num_threads is None or self.num_threads >= 1, "num_threads", "must be >= 1 or None")
-        need(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"), "device",
-             "must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
-        check_report_to(self.report_to)
-        self.task_options = parse_task_options(self.task_options)
-        if self.task_options or "reasoning_gym" in self.task:
-            check_task_options(self.task, self.task_options)
-        return self
 
     def total_steps(self, num_rows: int) -> int:
         """Optimizer steps of the run for ``num_rows`` training examples."""
         return self.max_steps or max(1, math.ceil(self.epochs * num_rows / self.batch_size))
 
 
-def load_sft_config(path: str | None = None, overrides: dict | None = None) -> SFTConfig:
-    """Defaults < YAML file < overrides, validated."""
-    values = dict(load_yaml(path)) if path else {}
-    values.update(overrides or {})
-    return from_dict(SFTConfig, values, source=path or "command line").validate()
+#: Defaults < YAML file < overrides, validated.
+load_sft_config = config_loader(SFTConfig)
 
 
 # ---------------------------------------------------------------------------------------- data
@@ -244,7 +165,7 @@ def _token_nll_sum(model, batch, device):
     """Sum of the completion tokens' negative log-likelihoods of one micro-batch, and their count."""
     import torch
 
-    from gspo.trainer.scoring import completion_logprobs
+    from gspo.sampling.scoring import completion_logprobs
 
     p_ids, p_mask, c_ids, c_mask = (t.to(device) for t in batch)
     logp, _ = completion_logprobs(model, p_ids, p_mask, c_ids, c_mask)
@@ -260,7 +181,9 @@ def completion_loss(model, tokenizer, examples: Sequence[dict[str, Any]], *, bat
     from gspo.sampling import special_token_ids
 
     eos_ids, pad_id = special_token_ids(tokenizer, model)
-    device = next(model.parameters()).device
+    from gspo.models.device import model_device
+
+    device = model_device(model)
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
@@ -292,7 +215,9 @@ class SFTTrainer:
         self.column = pick_reference_column(rows, config.reference_column)
         self.examples, self.skipped = build_examples(rows, self.column)
         self.eval_rows = list(eval_rows or [])
-        self.device = next(model.parameters()).device
+        from gspo.models.device import model_device
+
+        self.device = model_device(model)
         eos_ids, self.pad_id = special_token_ids(tokenizer, model)
         self.eos_id = eos_ids[0]
         self.order = PromptOrder(len(self.examples), config.seed)
@@ -431,20 +356,13 @@ class SFTTrainer:
 
 def build_sft_trainer(config: SFTConfig) -> SFTTrainer:
     """Task, rows, then the model (the order that fails fastest), as ``build_trainer`` does for RL."""
-    import torch
-
     from gspo.models.loading import load_model_and_tokenizer
-    from gspo.sampling import has_chat_template
-    from gspo.trainer.build import build_task, load_rows, resolve_device, seed_everything
+    from gspo.trainer.build import build_task, load_rows, setup_run, wants_chat
 
-    config.validate()
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    seed_everything(config.seed)
-    device = resolve_device(config.device)
+    device = setup_run(config)
     task = build_task(config)
     model, tokenizer = load_model_and_tokenizer(config.model, dtype=config.dtype, device=str(device))
-    chat = config.chat == "yes" or (config.chat == "auto" and has_chat_template(tokenizer))
+    chat = wants_chat(config, tokenizer)
     train_rows = load_rows(task, config, config.train_split, chat=chat, limit=config.train_limit)
     eval_rows = load_rows(task, config, config.eval_split, chat=chat, limit=config.eval_limit) if config.eval_limit else []
     trainer = SFTTrainer(model, tokenizer, task, train_rows, config, eval_rows=eval_rows)

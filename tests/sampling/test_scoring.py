@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from gspo.models.introspect import cache_argument
-from gspo.trainer.scoring import completion_logprobs
+from gspo.sampling.scoring import completion_logprobs
 from tests.helpers_tiny import tiny_model_and_tokenizer
 
 
@@ -55,7 +55,7 @@ def _with_pre_5_24_backbone(model):
 def test_prompt_sharing_equals_one_forward_per_row(arch, cache_name, monkeypatch):
     """Groups of rows with one prompt: prompt computed once, same log-probs and parameter gradients,
     whichever name the model's forward gives its KV cache."""
-    import gspo.trainer.scoring as scoring
+    import gspo.sampling.scoring as scoring
 
     monkeypatch.setattr(scoring, "SHARE_MIN_MACS", 0)  # tiny models save too little to share by default
     model, _ = tiny_model_and_tokenizer(arch=arch, chat=False)
@@ -111,7 +111,7 @@ def _shares_one_prompt(model, rows: int) -> bool:
 
 
 def test_prompt_sharing_is_off_with_dropout_in_training(monkeypatch):
-    import gspo.trainer.scoring as scoring
+    import gspo.sampling.scoring as scoring
 
     monkeypatch.setattr(scoring, "SHARE_MIN_MACS", 0)
     model, _ = tiny_model_and_tokenizer(arch="gpt2", chat=False)  # GPT-2 configs have dropout
@@ -122,7 +122,7 @@ def test_prompt_sharing_is_off_with_dropout_in_training(monkeypatch):
 @pytest.mark.parametrize("threshold, shared", [(None, False), (0, True)])
 def test_prompt_sharing_only_when_it_saves_enough_work(monkeypatch, threshold, shared):
     """A tiny model saves too few multiply-adds to pay for a second backbone call: no sharing by default."""
-    import gspo.trainer.scoring as scoring
+    import gspo.sampling.scoring as scoring
 
     if threshold is not None:
         monkeypatch.setattr(scoring, "SHARE_MIN_MACS", threshold)

@@ -1,4 +1,5 @@
-"""Log-probs of completion tokens under the model being trained (the trainer's scoring pass).
+"""Log-probs of completion tokens under the model being trained: the scoring forward pass (the twin of
+the sampling pass in :mod:`gspo.sampling.generate`; used by the RL trainer, SFT and evaluation tools).
 
 The model's forward runs on prompt + completion as usual (through any DDP / PEFT wrapper, so
 gradient synchronisation and adapters work), but with ``logits_to_keep=1`` so the output layer
@@ -27,6 +28,8 @@ Cohere's logit scale, a non-Linear head) take the plain path: full logits of com
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import torch
 from torch import nn
 
@@ -34,7 +37,7 @@ from gspo.losses import chunked_token_logprobs
 from gspo.models.introspect import accepts_kwarg, cache_argument, cached_on, returned_cache, unwrap_model
 from gspo.sampling.generate import position_ids_from_mask
 
-Tensor = torch.Tensor
+Tensor: TypeAlias = torch.Tensor
 
 
 def _fast_path_parts(model: nn.Module):

@@ -1,0 +1,114 @@
+"""The algorithm table: every RL algorithm gspo trains, as one entry each (torch-free).
+
+Config validation, ``gspo train --help``, the trainer and the README all read this table, so adding
+an algorithm is one loss function (``@register_loss`` in :mod:`gspo.losses.policy`) plus one
+``register_algorithm(Algorithm(...))`` call. An entry says:
+
+- ``loss``: the name of a registered loss (a key of ``gspo.losses.LOSS_LEVELS``), or a callable;
+- ``advantage``: the name of a registered advantage estimator (a key of
+  ``gspo.losses.ADVANTAGE_ESTIMATORS``: ``"group"`` is eq. 6);
+- ``defaults``: the loss's hyper-parameters and their default values (the paper's clip ranges live
+  here and only here). A loss function receives each hyper-parameter *by name* as a keyword argument;
+  a value comes from ``algorithm_options``, else from the config field of the same name when it is
+  set (``clip_low``, ``clip_high``, ``max_log_ratio``), else from ``defaults``;
+- ``needs``: what the trainer must hand the loss besides the policy's log-probs, from ``NEEDS``:
+  ``old_logp`` (π_old, the behaviour policy), ``reference`` (π_ref log-probs), ``critic`` (value
+  estimates per token) and ``pairs`` (chosen / rejected responses within a group). The trainer
+  provides what an entry needs by looking at these flags, never at the algorithm's name; a need the
+  trainer cannot provide yet (``critic``, ``pairs``) is refused at validation, naming the algorithm.
+
+How the next algorithms fit: CISPO, GMPO and SAPO are a loss each with their own ``defaults``
+(SAPO's temperature, GMPO's log-space clip); RLOO and REINFORCE++ are advantage estimators;
+online DPO is a loss needing ``reference`` and ``pairs``; PPO is a loss needing ``old_logp`` and
+``critic`` with the ``"gae"`` estimator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Union
+
+#: What a loss can ask the trainer for (besides the policy's log-probs, advantages and the mask).
+NEEDS = ("old_logp", "reference", "critic", "pairs")
+#: The needs today's trainer can provide.
+PROVIDED_NEEDS = ("old_logp", "reference")
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """One entry of the table (see the module docstring)."""
+
+    name: str
+    loss: Union[str, Callable[..., Any]]
+    summary: str
+    advantage: str = "group"
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    needs: frozenset[str] = frozenset({"old_logp"})
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.needs) - set(NEEDS))
+        if unknown:
+            raise ValueError(f"algorithm {self.name!r}: unknown needs {unknown}; valid: {list(NEEDS)}")
+
+    @property
+    def loss_name(self) -> str:
+        return self.loss if isinstance(self.loss, str) else getattr(self.loss, "__name__", repr(self.loss))
+
+
+ALGORITHMS: dict[str, Algorithm] = {}
+
+
+def register_algorithm(algorithm: Algorithm, *, replace: bool = False) -> Algorithm:
+    """Add ``algorithm`` to the table (``replace=True`` to overwrite an entry of the same name)."""
+    if algorithm.name in ALGORITHMS and not replace:
+        raise ValueError(f"algorithm {algorithm.name!r} is already registered")
+    ALGORITHMS[algorithm.name] = algorithm
+    return algorithm
+
+
+def get_algorithm(name: str) -> Algorithm:
+    """The entry for ``name``; an unknown name raises a ValueError listing the valid ones."""
+    try:
+        return ALGORITHMS[name]
+    except KeyError:
+        raise ValueError(f"unknown algorithm {name!r}; valid algorithms: {sorted(ALGORITHMS)}") from None
+
+
+def loss_defaults(loss: str) -> Mapping[str, Any]:
+    """The hyper-parameter defaults of the first algorithm whose loss is ``loss`` (empty if none)."""
+    for algorithm in ALGORITHMS.values():
+        if algorithm.loss == loss:
+            return algorithm.defaults
+    return {}
+
+
+def describe() -> str:
+    """One line per algorithm (``--help`` and the README)."""
+    return "; ".join(f"'{a.name}': {a.summary}" for a in ALGORITHMS.values())
+
+
+# The paper's settings (section 5.1): ε = 3e-4 / 4e-4 for the sequence ratio, 0.2 / 0.27 for GRPO.
+register_algorithm(
+    Algorithm(
+        "gspo",
+        loss="sequence",
+        summary="sequence-level ratio, whole responses clipped (the paper's GSPO, eq. 5-7)",
+        defaults={"clip_low": 3e-4, "clip_high": 4e-4},
+    )
+)
+register_algorithm(
+    Algorithm(
+        "gspo-token",
+        loss="sequence_token",
+        summary="GSPO-token (eq. 13-14): the sequence ratio per token, per-token advantages allowed",
+        defaults={"clip_low": 3e-4, "clip_high": 4e-4},
+    )
+)
+register_algorithm(
+    Algorithm(
+        "grpo",
+        loss="token",
+        summary="token-level ratio, tokens clipped one by one (the paper's GRPO baseline)",
+        defaults={"clip_low": 0.2, "clip_high": 0.27},
+    )
+)
