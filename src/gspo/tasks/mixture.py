@@ -56,7 +56,8 @@ def parse_dataset_spec(spec: str, *, known_tasks: Sequence[str] | None = None) -
             body, _, weight_text = part_text.rpartition(":")
             body, weight_text = body.strip(), weight_text.strip()
         name, _, path = body.partition("@")
-        name, path = name.strip(), path.strip() or None
+        name = name.strip()
+        path = path.strip() or None  # type: ignore[assignment]
         if "@" in body and path is None:
             raise ValueError(f"dataset spec {spec!r}: part {part_text!r} has an empty path after '@'")
         if not name:

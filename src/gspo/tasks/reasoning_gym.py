@@ -54,8 +54,8 @@ import logging
 import math
 from typing import Any, ClassVar
 
-from gspo.tasks.base import DataError, Task
-from gspo.tasks.jsonl import make_prompt
+from gspo.tasks.base import DataError, RowContext, Task
+from gspo.tasks.io import make_prompt
 
 logger = logging.getLogger("gspo")
 
@@ -177,6 +177,7 @@ class ReasoningGymTask(Task):
 
     name: ClassVar[str] = "reasoning_gym"
     splits: ClassVar[tuple[str, ...]] = ("train", "test")
+    procedural: ClassVar[bool] = True
 
     def __init__(self, **options: Any) -> None:
         dataset, settings, generator_config = parse_options(options)
@@ -256,30 +257,21 @@ class ReasoningGymTask(Task):
         question = question.rstrip()
         return f"{question}{chr(10) if chr(10) in question else ' '}{instruction}"
 
-    def load(
-        self,
-        split: str,
-        *,
-        path: str | None = None,
-        limit: int | None = None,
-        chat: bool = False,
-    ) -> list[dict[str, Any]]:
-        """Rows of ``split`` (see the module docstring); ``path`` must be None (the task is procedural)."""
-        if path is not None:
-            raise ValueError("task 'reasoning_gym' is procedural and takes no data path")
+    def default_records(self, split: str, limit: int | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """The generated entries of ``split`` (see the module docstring; ``path`` is refused)."""
         entries = self.entries(split, limit)
         if not entries:
             raise DataError(f"task 'reasoning_gym': dataset {self.dataset!r} generated no {split} questions")
-        return [
-            {
-                "prompt": make_prompt(self.prompt_text(str(e["question"])), chat),
-                "answer": None if e.get("answer") is None else str(e["answer"]),
-                "id": f"{self.dataset}/{split}/{e['index']}",
-                "question": e["question"],
-                "metadata": e.get("metadata", {}),
-            }
-            for e in entries
-        ]
+        return [(f"{self.dataset}/{split}/{e['index']}", e) for e in entries]
+
+    def make_row(self, record: dict[str, Any], at: RowContext) -> dict[str, Any]:
+        return {
+            "prompt": make_prompt(self.prompt_text(str(record["question"])), at.chat),
+            "answer": None if record.get("answer") is None else str(record["answer"]),
+            "id": at.where,
+            "question": record["question"],
+            "metadata": record.get("metadata", {}),
+        }
 
     # ------------------------------------------------------------------ scoring
     def extract(self, completion: str) -> str | None:
