@@ -51,16 +51,16 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from gspo.config import ConfigError, GSPOConfig
-from gspo.config.train import ALGORITHM_NAMES
+from gspo.algorithms import ALGORITHMS
+from gspo.experiments.stats import DEFAULT_COLLAPSE_DROP, band, collapse_stats, describe, mean_or_none
 
 logger = logging.getLogger("gspo")
 
 #: What ``--algos`` accepts: the RL algorithms and the supervised baseline.
-COMPARE_ALGORITHMS = (*ALGORITHM_NAMES, "sft")
+COMPARE_ALGORITHMS = (*ALGORITHMS, "sft")
 #: Fields of GSPOConfig that SFT runs copy, so that both see the same model, data and evaluation.
 SFT_MATCHED_FIELDS = ("model", "dtype", "device", "num_threads", "task", "task_options", "data_path", "train_split", "eval_split",
                       "eval_limit", "eval_every", "chat", "max_prompt_tokens", "progress", "report_to")
-DEFAULT_COLLAPSE_DROP = 0.2
 
 
 @dataclass
@@ -104,6 +104,7 @@ def parse_seeds(text: str | int | Sequence[int], base_seed: int = 0) -> list[int
     except ValueError:
         raise ConfigError("seeds", f"must be a count (3) or a comma-separated list of seeds (0,1,2), got {text!r}") from None
     if explicit is None:
+        assert count is not None
         if count < 1:
             raise ConfigError("seeds", f"must be >= 1, got {text!r}")
         return [base_seed + i for i in range(count)]
@@ -154,10 +155,10 @@ def plan_runs(base: GSPOConfig, algos: Sequence[str], seeds: Sequence[int], outp
 
 # ---------------------------------------------------------------------------------------- one run
 def _execute(plan: RunPlan) -> dict[str, Any]:
-    if plan.algorithm == "sft":
-        from gspo.trainer.sft import build_sft_trainer as build
-    else:
-        from gspo.trainer.build import build_trainer as build
+    from gspo.trainer.build import build_trainer
+    from gspo.trainer.sft import build_sft_trainer
+
+    build: Any = build_sft_trainer if plan.algorithm == "sft" else build_trainer
     trainer = build(plan.config)
     try:
         return trainer.train()
@@ -181,17 +182,6 @@ def run_one(plan: RunPlan, *, reuse: bool = False) -> tuple[dict[str, Any], floa
     wall = time.perf_counter() - start
     marker.write_text(json.dumps({"config": config, "summary": summary, "wall_seconds": wall}, indent=1))
     return summary, wall, False
-
-
-def collapse_stats(rewards: Sequence[float], window: int, drop: float = DEFAULT_COLLAPSE_DROP) -> dict[str, Any]:
-    """The collapse criterion (module docstring) on one run's per-step rewards."""
-    values = [float(r) for r in rewards if r is not None and math.isfinite(r)]
-    if not values:
-        return {"window": window, "peak": None, "final": None, "drop": None, "collapsed": False}
-    w = max(1, min(window, len(values)))
-    smooth = [sum(values[t - w + 1 : t + 1]) / w for t in range(w - 1, len(values))]
-    peak, final = max(smooth), smooth[-1]
-    return {"window": w, "peak": peak, "final": final, "drop": peak - final, "collapsed": peak - final > drop}
 
 
 def _points(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
@@ -223,7 +213,7 @@ def run_record(plan: RunPlan, summary: dict[str, Any], wall: float, *, report_di
         "eval_after": summary.get("eval_after"),
         "best_eval": max(ev_values) if ev_values else None,
         # mean accuracy over the evaluations after step 0: the area under the curve (efficiency)
-        "eval_auc": _mean(ev_values[1:] if summary.get("eval_before") is not None else ev_values),
+        "eval_auc": mean_or_none(ev_values[1:] if summary.get("eval_before") is not None else ev_values),
         "wall_seconds": wall,
         "train_seconds": summary.get("train_seconds"),
         "eval_curve": {"steps": ev_steps, "values": ev_values},
@@ -244,13 +234,13 @@ def run_record(plan: RunPlan, summary: dict[str, Any], wall: float, *, report_di
         clip_range=list(cfg.clip_range),
         reward_curve={"steps": r_steps, "values": rewards},
         clip_frac_curve={"steps": c_steps, "values": clip},
-        mean_reward=_mean(rewards),
+        mean_reward=mean_or_none(rewards),
         final_reward=collapse_stats(rewards, window, collapse_drop)["final"],
-        clip_frac_mean=_mean(clip),
+        clip_frac_mean=mean_or_none(clip),
         collapse=collapse_stats(rewards, window, collapse_drop),
         completions=steps * cfg.rollout_size,
         completion_tokens=round(sum(lengths) * cfg.rollout_size),
-        seconds_per_step=_mean(step_times),
+        seconds_per_step=mean_or_none(step_times),
         optimizer_steps=summary.get("optimizer_steps"),
         skipped_steps=summary.get("skipped_steps"),
     )
@@ -258,30 +248,6 @@ def run_record(plan: RunPlan, summary: dict[str, Any], wall: float, *, report_di
 
 
 # ---------------------------------------------------------------------------------------- aggregation
-def describe(values: Sequence[float | None]) -> dict[str, Any]:
-    """``{n, mean, std (n-1), min, max, values}`` of the non-missing values (None fields when empty)."""
-    vals = [float(v) for v in values if v is not None and math.isfinite(v)]
-    if not vals:
-        return {"n": 0, "mean": None, "std": None, "min": None, "max": None, "values": []}
-    mean = sum(vals) / len(vals)
-    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
-    return {"n": len(vals), "mean": mean, "std": std, "min": min(vals), "max": max(vals), "values": vals}
-
-
-def band(curves: Sequence[dict[str, list]]) -> dict[str, list]:
-    """Mean, std, min and max over runs at every step that all runs logged."""
-    if not curves:
-        return {"steps": [], "mean": [], "std": [], "min": [], "max": []}
-    common = set(curves[0]["steps"]).intersection(*(set(c["steps"]) for c in curves[1:]))
-    lookup = [dict(zip(c["steps"], c["values"])) for c in curves]
-    out: dict[str, list] = {"steps": sorted(common), "mean": [], "std": [], "min": [], "max": []}
-    for step in out["steps"]:
-        d = describe([m[step] for m in lookup])
-        for key in ("mean", "std", "min", "max"):
-            out[key].append(d[key])
-    return out
-
-
 def aggregate(records: Sequence[dict[str, Any]], algos: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Per algorithm: accuracy, reward, clip fraction, collapses and time over its seeds, plus curve bands."""
     out = {}
@@ -412,10 +378,6 @@ def _warm_up(base: GSPOConfig) -> None:
         return
     del model
     gc.collect()
-
-
-def _mean(values: Sequence[float]) -> float | None:
-    return sum(values) / len(values) if values else None
 
 
 def _fmt(value: Any) -> str:

@@ -147,7 +147,7 @@ def _band(ax, curve: dict[str, list], color: str, label: str, *, raw: dict[str, 
 
 def _smoothed(runs: list[dict[str, Any]], window: int) -> dict[str, list]:
     """Band over seeds of each run's trailing-mean reward (the collapse criterion's m_t)."""
-    from gspo.experiments.compare import band
+    from gspo.experiments.stats import band
 
     smooth = []
     for r in runs:
