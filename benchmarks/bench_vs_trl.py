@@ -59,13 +59,6 @@ def parse_gspo_config(text: str) -> dict:
 
 
 def worker_gspo(a) -> None:
-    variant = set()
-    if a.gspo_variant:  # prototypes of recommended src/ changes (benchmarks/whatif.py), NOT the library as is
-        import whatif
-
-        variant = whatif.expand(a.gspo_variant)
-        if "malloc" in variant:
-            assert whatif.keep_freed_memory()
     import torch
 
     benchlib.set_threads(a.threads)
@@ -85,14 +78,9 @@ def worker_gspo(a) -> None:
         num_threads=a.threads, **parse_gspo_config(a.gspo_config),
     )
     rows = [{"prompt": p} for p in benchlib.prompts()]
-    for v in variant & set(whatif.CONFIG_VARIANTS) if variant else ():
-        for k, val in whatif.CONFIG_VARIANTS[v].items():
-            setattr(cfg, k, val)
     trainer = GSPOTrainer(model, tok, [benchlib.vowel_reward], rows, cfg)
     # Force full-length completions: an EOS id outside the vocabulary can never be sampled.
     trainer.eos_ids = [int(model.config.vocab_size)]
-    if variant:
-        whatif.apply_variant(trainer, variant - set(whatif.CONFIG_VARIANTS) - set(whatif.PROCESS_VARIANTS))
     cycles, lengths, parts = [], [], []
     for i in range(a.warmup + a.measure):
         t = time.perf_counter()
@@ -198,8 +186,6 @@ def main(argv=None) -> int:
     p.add_argument("--completion-len", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-5)
     p.add_argument("--sides", default="gspo,trl")
-    p.add_argument("--gspo-variant", default="",
-                   help="apply whatif.py prototypes to the gspo side (e.g. 'all+prefix'): a projection, not the library")
     p.add_argument("--gspo-config", default="",
                    help="GSPOConfig overrides for the gspo side, e.g. 'old_logp_source=recompute' (library options)")
     p.add_argument("--out", default="bench_vs_trl.json", help="file name under benchmarks/results/")
@@ -224,7 +210,7 @@ def main(argv=None) -> int:
         settings=dict(completion_len=a.completion_len, group_size=GROUP, completions_per_opt_step=PER_STEP,
                       opt_steps_per_rollout=OPT_STEPS_PER_CYCLE, warmup_cycles=a.warmup, measured_cycles=a.measure,
                       measured_cycles_big_models=a.measure_big,
-                      reps=a.reps, lr=a.lr, dtype="float32", gspo_variant=a.gspo_variant or None,
+                      reps=a.reps, lr=a.lr, dtype="float32",
                       gspo_config=a.gspo_config or None),
         command=" ".join([Path(sys.executable).name, *sys.argv]),
         started=time.strftime("%Y-%m-%d %H:%M:%S"), rows=[],
@@ -241,8 +227,6 @@ def main(argv=None) -> int:
                         cmd = [sys.executable, __file__, "--worker", side, "--model", m, "--threads-one", str(n),
                                "--worker-out", str(out), "--warmup", str(a.warmup), "--measure", str(measure),
                                "--completion-len", str(a.completion_len), "--lr", str(a.lr)]
-                        if a.gspo_variant:
-                            cmd += ["--gspo-variant", a.gspo_variant]
                         if a.gspo_config:
                             cmd += ["--gspo-config", a.gspo_config]
                         t = time.perf_counter()
