@@ -35,7 +35,7 @@ _ANSWER_PART_RE = re.compile(r"(?i:answer)(?:\*\*)?\s*(?i:is)?\s*[:：]?\s*(?:\*
 
 def normalize_choice_text(text: str) -> str:
     """Lower case, punctuation dropped, whitespace collapsed: the form choice texts are compared in."""
-    text = text.lower().translate(str.maketrans({c: " " for c in string.punctuation}))
+    text = text.lower().translate(str.maketrans(string.punctuation, " " * len(string.punctuation)))
     return " ".join(text.split())
 
 

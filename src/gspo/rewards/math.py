@@ -379,7 +379,8 @@ class MathVerifyWorker:
                 proc.wait(timeout=5)
             for stream in (proc.stdin, proc.stdout):
                 with contextlib.suppress(Exception):
-                    stream.close()
+                    if stream is not None:
+                        stream.close()
 
 
 class _WorkerPool:
