@@ -25,8 +25,9 @@ online DPO is a loss needing ``reference`` and ``pairs``; PPO is a loss needing 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Union
+from typing import Any, Union
 
 #: What a loss can ask the trainer for (besides the policy's log-probs, advantages and the mask).
 NEEDS = ("old_logp", "reference", "critic", "pairs")
@@ -88,27 +89,11 @@ def describe() -> str:
 
 
 # The paper's settings (section 5.1): ε = 3e-4 / 4e-4 for the sequence ratio, 0.2 / 0.27 for GRPO.
-register_algorithm(
-    Algorithm(
-        "gspo",
-        loss="sequence",
-        summary="sequence-level ratio, whole responses clipped (the paper's GSPO, eq. 5-7)",
-        defaults={"clip_low": 3e-4, "clip_high": 4e-4},
-    )
-)
-register_algorithm(
-    Algorithm(
-        "gspo-token",
-        loss="sequence_token",
-        summary="GSPO-token (eq. 13-14): the sequence ratio per token, per-token advantages allowed",
-        defaults={"clip_low": 3e-4, "clip_high": 4e-4},
-    )
-)
-register_algorithm(
-    Algorithm(
-        "grpo",
-        loss="token",
-        summary="token-level ratio, tokens clipped one by one (the paper's GRPO baseline)",
-        defaults={"clip_low": 0.2, "clip_high": 0.27},
-    )
-)
+_GSPO_CLIP = {"clip_low": 3e-4, "clip_high": 4e-4}
+_GRPO_CLIP = {"clip_low": 0.2, "clip_high": 0.27}
+for _entry in (
+    Algorithm("gspo", "sequence", "GSPO (eq. 5-7): one sequence ratio, whole responses clipped", defaults=_GSPO_CLIP),
+    Algorithm("gspo-token", "sequence_token", "GSPO-token (eq. 13-14): per-token advantages", defaults=_GSPO_CLIP),
+    Algorithm("grpo", "token", "GRPO, the paper's baseline: token ratios clipped one by one", defaults=_GRPO_CLIP),
+):
+    register_algorithm(_entry)

