@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -71,11 +70,25 @@ def worker_gspo(a) -> None:
     rss_loaded = benchlib.current_rss_mib()
     rollout = PER_STEP * OPT_STEPS_PER_CYCLE
     cfg = GSPOConfig(
-        model=a.model, prompts_per_step=rollout // GROUP, group_size=GROUP, max_new_tokens=a.completion_len,
-        num_minibatches=OPT_STEPS_PER_CYCLE, micro_batch_size=PER_STEP, learning_rate=a.lr, max_grad_norm=1.0,
-        algorithm="gspo", clip_low=3e-4, clip_high=4e-4, kl_coef=0.0,
-        temperature=1.0, max_steps=10**6, progress=False, eval_limit=0, seed=0,
-        num_threads=a.threads, **parse_gspo_config(a.gspo_config),
+        model=a.model,
+        prompts_per_step=rollout // GROUP,
+        group_size=GROUP,
+        max_new_tokens=a.completion_len,
+        num_minibatches=OPT_STEPS_PER_CYCLE,
+        micro_batch_size=PER_STEP,
+        learning_rate=a.lr,
+        max_grad_norm=1.0,
+        algorithm="gspo",
+        clip_low=3e-4,
+        clip_high=4e-4,
+        kl_coef=0.0,
+        temperature=1.0,
+        max_steps=10**6,
+        progress=False,
+        eval_limit=0,
+        seed=0,
+        num_threads=a.threads,
+        **parse_gspo_config(a.gspo_config),
     )
     rows = [{"prompt": p} for p in benchlib.prompts()]
     trainer = GSPOTrainer(model, tok, [benchlib.vowel_reward], rows, cfg)
@@ -91,11 +104,20 @@ def worker_gspo(a) -> None:
             cycles.append(dt)
             lengths.append(m["completion/length_mean"])
             parts.append({k: m[k] for k in ("time/sample", "time/reward", "time/old_logp", "time/update")})
-    _finish(Path(a.out), dict(
-        side="gspo", cycle_s=cycles, completion_len_mean=lengths, parts=parts, threads=torch.get_num_threads(),
-        n_params=benchlib.n_params(model), rss_before_import_mib=rss_import0, rss_after_import_mib=rss_import,
-        rss_after_load_mib=rss_loaded,
-    ))
+    _finish(
+        Path(a.out),
+        dict(
+            side="gspo",
+            cycle_s=cycles,
+            completion_len_mean=lengths,
+            parts=parts,
+            threads=torch.get_num_threads(),
+            n_params=benchlib.n_params(model),
+            rss_before_import_mib=rss_import0,
+            rss_after_import_mib=rss_import,
+            rss_after_load_mib=rss_loaded,
+        ),
+    )
 
 
 def worker_trl(a) -> None:
@@ -127,35 +149,78 @@ def worker_trl(a) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         args = GRPOConfig(
-            output_dir=tmp, per_device_train_batch_size=PER_STEP, num_generations=GROUP,
-            steps_per_generation=OPT_STEPS_PER_CYCLE, gradient_accumulation_steps=1, num_iterations=1,
-            max_completion_length=L, generation_kwargs={"min_new_tokens": L}, temperature=1.0,
-            importance_sampling_level="sequence", loss_type="grpo", beta=0.0, epsilon=3e-4, epsilon_high=4e-4,
-            gradient_checkpointing=False, bf16=False, fp16=False, use_cpu=True,
-            learning_rate=a.lr, lr_scheduler_type="constant", max_grad_norm=1.0, weight_decay=0.0,
-            max_steps=OPT_STEPS_PER_CYCLE * total_cycles, logging_steps=1, report_to="none", save_strategy="no",
-            disable_tqdm=True, dataloader_num_workers=0, seed=0,
+            output_dir=tmp,
+            per_device_train_batch_size=PER_STEP,
+            num_generations=GROUP,
+            steps_per_generation=OPT_STEPS_PER_CYCLE,
+            gradient_accumulation_steps=1,
+            num_iterations=1,
+            max_completion_length=L,
+            generation_kwargs={"min_new_tokens": L},
+            temperature=1.0,
+            importance_sampling_level="sequence",
+            loss_type="grpo",
+            beta=0.0,
+            epsilon=3e-4,
+            epsilon_high=4e-4,
+            gradient_checkpointing=False,
+            bf16=False,
+            fp16=False,
+            use_cpu=True,
+            learning_rate=a.lr,
+            lr_scheduler_type="constant",
+            max_grad_norm=1.0,
+            weight_decay=0.0,
+            max_steps=OPT_STEPS_PER_CYCLE * total_cycles,
+            logging_steps=1,
+            report_to="none",
+            save_strategy="no",
+            disable_tqdm=True,
+            dataloader_num_workers=0,
+            seed=0,
         )
         ds = Dataset.from_list([{"prompt": p} for p in benchlib.prompts()])
-        trainer = GRPOTrainer(model=model, reward_funcs=[benchlib.vowel_reward], args=args, train_dataset=ds,
-                              processing_class=tok)
+        trainer = GRPOTrainer(
+            model=model, reward_funcs=[benchlib.vowel_reward], args=args, train_dataset=ds, processing_class=tok
+        )
         timer = Timer()
         trainer.add_callback(timer)
         trainer.train()
         history = trainer.state.log_history
     ends = [timer.begin] + [timer.ends[OPT_STEPS_PER_CYCLE * (c + 1)] for c in range(total_cycles)]
     cycles = [ends[c + 1] - ends[c] for c in range(a.warmup, total_cycles)]
-    lengths = [h["completions/mean_length"] for h in history
-               if isinstance(h.get("completions/mean_length"), (int, float)) and h["completions/mean_length"] == h["completions/mean_length"]]
-    _finish(Path(a.out), dict(
-        side="trl", cycle_s=cycles, completion_len_mean=lengths, log_keys=sorted({k for h in history for k in h}),
-        threads=timer.threads, n_params=benchlib.n_params(model), rss_before_import_mib=rss_import0,
-        rss_after_import_mib=rss_import, rss_after_load_mib=rss_loaded,
-        config=dict(steps_per_generation=args.steps_per_generation, generation_batch_size=args.generation_batch_size,
-                    importance_sampling_level=args.importance_sampling_level, loss_type=args.loss_type,
-                    beta=args.beta, epsilon=args.epsilon, epsilon_high=args.epsilon_high,
-                    gradient_checkpointing=args.gradient_checkpointing, bf16=args.bf16, optim=str(args.optim)),
-    ))
+    lengths = [
+        h["completions/mean_length"]
+        for h in history
+        if isinstance(h.get("completions/mean_length"), (int, float))
+        and h["completions/mean_length"] == h["completions/mean_length"]
+    ]
+    _finish(
+        Path(a.out),
+        dict(
+            side="trl",
+            cycle_s=cycles,
+            completion_len_mean=lengths,
+            log_keys=sorted({k for h in history for k in h}),
+            threads=timer.threads,
+            n_params=benchlib.n_params(model),
+            rss_before_import_mib=rss_import0,
+            rss_after_import_mib=rss_import,
+            rss_after_load_mib=rss_loaded,
+            config=dict(
+                steps_per_generation=args.steps_per_generation,
+                generation_batch_size=args.generation_batch_size,
+                importance_sampling_level=args.importance_sampling_level,
+                loss_type=args.loss_type,
+                beta=args.beta,
+                epsilon=args.epsilon,
+                epsilon_high=args.epsilon_high,
+                gradient_checkpointing=args.gradient_checkpointing,
+                bf16=args.bf16,
+                optim=str(args.optim),
+            ),
+        ),
+    )
 
 
 # ============================================================================ driver
@@ -181,13 +246,20 @@ def main(argv=None) -> int:
     p.add_argument("--reps", type=int, default=2, help="repetitions per side (alternating gspo, TRL, ...)")
     p.add_argument("--warmup", type=int, default=1, help="warm-up cycles (1 cycle = 1 rollout + 4 optimizer steps)")
     p.add_argument("--measure", type=int, default=3, help="measured cycles per repetition")
-    p.add_argument("--measure-big", type=int, default=1,
-                   help="measured cycles per repetition for the slow models (tiny-151936, smollm2)")
+    p.add_argument(
+        "--measure-big",
+        type=int,
+        default=1,
+        help="measured cycles per repetition for the slow models (tiny-151936, smollm2)",
+    )
     p.add_argument("--completion-len", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-5)
     p.add_argument("--sides", default="gspo,trl")
-    p.add_argument("--gspo-config", default="",
-                   help="GSPOConfig overrides for the gspo side, e.g. 'old_logp_source=recompute' (library options)")
+    p.add_argument(
+        "--gspo-config",
+        default="",
+        help="GSPOConfig overrides for the gspo side, e.g. 'old_logp_source=recompute' (library options)",
+    )
     p.add_argument("--out", default="bench_vs_trl.json", help="file name under benchmarks/results/")
     p.add_argument("--worker", choices=["gspo", "trl"], help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
@@ -205,15 +277,25 @@ def main(argv=None) -> int:
     sides = a.sides.split(",")
     benchlib.prepare_models_subprocess(models)  # once, outside any timing, in a child (driver stays small)
     results = dict(
-        machine=benchlib.machine_info(), versions=benchlib.versions_subprocess(),
+        machine=benchlib.machine_info(),
+        versions=benchlib.versions_subprocess(),
         driver_peak_rss_mib=benchlib.peak_rss_mib(),
-        settings=dict(completion_len=a.completion_len, group_size=GROUP, completions_per_opt_step=PER_STEP,
-                      opt_steps_per_rollout=OPT_STEPS_PER_CYCLE, warmup_cycles=a.warmup, measured_cycles=a.measure,
-                      measured_cycles_big_models=a.measure_big,
-                      reps=a.reps, lr=a.lr, dtype="float32",
-                      gspo_config=a.gspo_config or None),
+        settings=dict(
+            completion_len=a.completion_len,
+            group_size=GROUP,
+            completions_per_opt_step=PER_STEP,
+            opt_steps_per_rollout=OPT_STEPS_PER_CYCLE,
+            warmup_cycles=a.warmup,
+            measured_cycles=a.measure,
+            measured_cycles_big_models=a.measure_big,
+            reps=a.reps,
+            lr=a.lr,
+            dtype="float32",
+            gspo_config=a.gspo_config or None,
+        ),
         command=" ".join([Path(sys.executable).name, *sys.argv]),
-        started=time.strftime("%Y-%m-%d %H:%M:%S"), rows=[],
+        started=time.strftime("%Y-%m-%d %H:%M:%S"),
+        rows=[],
     )
     t_all = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -224,9 +306,26 @@ def main(argv=None) -> int:
                     for side in sides:
                         out = Path(tmp) / f"{m}-{n}-{rep}-{side}.json"
                         measure = a.measure_big if m in BIG else a.measure
-                        cmd = [sys.executable, __file__, "--worker", side, "--model", m, "--threads-one", str(n),
-                               "--worker-out", str(out), "--warmup", str(a.warmup), "--measure", str(measure),
-                               "--completion-len", str(a.completion_len), "--lr", str(a.lr)]
+                        cmd = [
+                            sys.executable,
+                            __file__,
+                            "--worker",
+                            side,
+                            "--model",
+                            m,
+                            "--threads-one",
+                            str(n),
+                            "--worker-out",
+                            str(out),
+                            "--warmup",
+                            str(a.warmup),
+                            "--measure",
+                            str(measure),
+                            "--completion-len",
+                            str(a.completion_len),
+                            "--lr",
+                            str(a.lr),
+                        ]
                         if a.gspo_config:
                             cmd += ["--gspo-config", a.gspo_config]
                         t = time.perf_counter()
@@ -234,17 +333,22 @@ def main(argv=None) -> int:
                         data["peak_rss_mib_wait4"] = rss
                         data["wall_s"] = time.perf_counter() - t
                         runs[side].append(data)
-                        print(f"[{m} t={n} rep={rep}] {side:4s}: s/step {benchlib.median(data['cycle_s']) / 4:.4f}  "
-                              f"peak RSS {rss:.0f} MiB  len {benchlib.median(data['completion_len_mean']):.1f}  "
-                              f"threads {data['threads']}  ({data['wall_s']:.0f}s)", flush=True)
+                        print(
+                            f"[{m} t={n} rep={rep}] {side:4s}: s/step {benchlib.median(data['cycle_s']) / 4:.4f}  "
+                            f"peak RSS {rss:.0f} MiB  len {benchlib.median(data['completion_len_mean']):.1f}  "
+                            f"threads {data['threads']}  ({data['wall_s']:.0f}s)",
+                            flush=True,
+                        )
                 row = dict(model=m, threads=n, n_params=runs[sides[0]][0]["n_params"], runs=runs)
                 for side in sides:
                     row[side] = summarize(runs[side], a.completion_len)
                 if "gspo" in row and "trl" in row:
                     g, t = row["gspo"], row["trl"]
-                    row["ratio"] = dict(tokens_per_s=g["tokens_per_s"] / t["tokens_per_s"],
-                                        s_per_step=g["s_per_step"] / t["s_per_step"],
-                                        peak_rss=g["peak_rss_mib"] / t["peak_rss_mib"])
+                    row["ratio"] = dict(
+                        tokens_per_s=g["tokens_per_s"] / t["tokens_per_s"],
+                        s_per_step=g["s_per_step"] / t["s_per_step"],
+                        peak_rss=g["peak_rss_mib"] / t["peak_rss_mib"],
+                    )
                 results["rows"].append(row)
                 benchlib.write_json(a.out, results)
     results["total_wall_s"] = time.perf_counter() - t_all

@@ -103,8 +103,13 @@ def tiny_model_path(vocab_size: int) -> Path:
 
     tok = byte_level_tokenizer(vocab_size)
     config = Qwen2Config(
-        vocab_size=vocab_size, max_position_embeddings=4096, tie_word_embeddings=True,
-        pad_token_id=0, eos_token_id=1, bos_token_id=2, **TINY,
+        vocab_size=vocab_size,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
+        **TINY,
     )
     torch.manual_seed(0)
     model = Qwen2ForCausalLM(config).eval()
@@ -196,8 +201,10 @@ def run_child_wait4(cmd: list[str], env: dict, out_path: Path) -> tuple[dict, fl
 def assert_small_driver(limit_mib: float = 150.0) -> None:
     """Fail loudly if this (driver) process is big enough to distort its children's ru_maxrss."""
     if peak_rss_mib() > limit_mib:
-        raise RuntimeError(f"driver peak RSS {peak_rss_mib():.0f} MiB > {limit_mib} MiB: children's ru_maxrss "
-                           "would inherit it; keep torch/transformers out of the driver process")
+        raise RuntimeError(
+            f"driver peak RSS {peak_rss_mib():.0f} MiB > {limit_mib} MiB: children's ru_maxrss "
+            "would inherit it; keep torch/transformers out of the driver process"
+        )
 
 
 # ----------------------------------------------------------------------------------------- machine
@@ -230,15 +237,19 @@ def machine_info() -> dict:
 
 def versions_subprocess(python: str = sys.executable) -> dict:
     """``versions()`` computed in a child process, so the calling driver stays small (see run_child_wait4)."""
-    code = f"import sys, json; sys.path.insert(0, {str(HERE)!r}); import benchlib; print(json.dumps(benchlib.versions()))"
+    code = (
+        f"import sys, json; sys.path.insert(0, {str(HERE)!r}); import benchlib; print(json.dumps(benchlib.versions()))"
+    )
     out = subprocess.run([python, "-c", code], capture_output=True, text=True, env=thread_env(1))
     return json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {"error": out.stderr[-500:]}
 
 
 def prepare_models_subprocess(names, python: str = sys.executable) -> None:
     """Build / prepare the benchmark models in a child process (keeps torch out of the driver)."""
-    code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import benchlib\n"
-            f"for m in {list(names)!r}: print(m, benchlib.model_source(m))")
+    code = (
+        f"import sys; sys.path.insert(0, {str(HERE)!r}); import benchlib\n"
+        f"for m in {list(names)!r}: print(m, benchlib.model_source(m))"
+    )
     subprocess.run([python, "-c", code], check=True, env=thread_env(2))
 
 

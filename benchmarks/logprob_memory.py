@@ -60,8 +60,12 @@ def run_one(method: str, vocab: int, hidden: int, batch: int, prompt: int, compl
     logp.sum().backward()
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"method": method, "peak_extra_mib": round(peak - baseline, 1), "seconds": round(seconds, 3),
-            "checksum": float(logp.detach().sum())}
+    return {
+        "method": method,
+        "peak_extra_mib": round(peak - baseline, 1),
+        "seconds": round(seconds, 3),
+        "checksum": float(logp.detach().sum()),
+    }
 
 
 def main() -> None:

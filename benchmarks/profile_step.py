@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
-import os
 import shutil
 import subprocess
 import sys
@@ -73,7 +71,6 @@ def instrument(trainer) -> None:
 
     import gspo.losses.logprobs as lp
     import gspo.sampling.generate as gen
-    import gspo.sampling.scoring as scoring
     import gspo.trainer.trainer as tr
 
     model = trainer.model
@@ -100,7 +97,11 @@ def instrument(trainer) -> None:
     wrap(head, "forward", head_name)
 
     def chunk_name():
-        return "3.2 old-logp: output layer (chunked log-probs)" if in_phase("3 ") else "4.2 update: output layer fwd (chunked)"
+        return (
+            "3.2 old-logp: output layer (chunked log-probs)"
+            if in_phase("3 ")
+            else "4.2 update: output layer fwd (chunked)"
+        )
 
     wrap(lp._ChunkedTokenLogProb, "forward", chunk_name, staticmethod_=True)
     wrap(lp._ChunkedTokenLogProb, "backward", "4.4a update: output layer bwd (part of 4.4)", staticmethod_=True)
@@ -120,11 +121,25 @@ def build_trainer(model_name: str, completion_len: int, lr: float, threads: int)
 
     model, tok = benchlib.load(model_name)
     cfg = GSPOConfig(
-        model=model_name, prompts_per_step=4, group_size=8, max_new_tokens=completion_len, num_minibatches=4,
+        model=model_name,
+        prompts_per_step=4,
+        group_size=8,
+        max_new_tokens=completion_len,
+        num_minibatches=4,
         micro_batch_size=8,  # as TRL: 8 sequences per forward (old log-probs and training)
-        learning_rate=lr, max_grad_norm=1.0, algorithm="gspo", clip_low=3e-4, clip_high=4e-4, kl_coef=0.0,
-        old_logp_source="recompute", temperature=1.0, max_steps=10**6, progress=False,
-        eval_limit=0, seed=0, num_threads=threads,
+        learning_rate=lr,
+        max_grad_norm=1.0,
+        algorithm="gspo",
+        clip_low=3e-4,
+        clip_high=4e-4,
+        kl_coef=0.0,
+        old_logp_source="recompute",
+        temperature=1.0,
+        max_steps=10**6,
+        progress=False,
+        eval_limit=0,
+        seed=0,
+        num_threads=threads,
     )
     rows = [{"prompt": p} for p in benchlib.prompts()]
     trainer = GSPOTrainer(model, tok, [benchlib.vowel_reward], rows, cfg)
@@ -152,8 +167,21 @@ def main(argv=None) -> int:
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         args = [x for x in (argv or sys.argv[1:]) if x != "--py-spy"] + ["--tag", (a.tag + "_pyspy").strip("_")]
         for fmt, ext in (("flamegraph", "svg"), ("raw", "txt")):
-            cmd = [spy, "record", "--native", "-r", "50", "-f", fmt, "-o", str(outdir / f"pyspy_{tag}.{ext}"), "--",
-                   sys.executable, __file__, *args]
+            cmd = [
+                spy,
+                "record",
+                "--native",
+                "-r",
+                "50",
+                "-f",
+                fmt,
+                "-o",
+                str(outdir / f"pyspy_{tag}.{ext}"),
+                "--",
+                sys.executable,
+                __file__,
+                *args,
+            ]
             print(" ".join(cmd), flush=True)
             subprocess.run(cmd, check=True, env=benchlib.thread_env(a.threads))
         summarize_collapsed(outdir / f"pyspy_{tag}.txt", outdir / f"pyspy_{tag}_summary.txt")
@@ -186,10 +214,12 @@ def main(argv=None) -> int:
 
     per_cycle = {k: v / a.measure for k, v in sorted(TIMES.items())}
     total = per_cycle["0 train_step (total)"]
-    lines = [f"gspo step profile: {a.model} ({benchlib.n_params(trainer.model) / 1e6:.2f}M params), "
-             f"{a.threads} thread(s), 32 completions x {a.completion_len} tokens, 4 optimizer steps per cycle; "
-             f"per cycle (mean of {a.measure})",
-             f"{'phase':55s} {'s/cycle':>9s} {'% step':>7s} {'calls':>6s}"]
+    lines = [
+        f"gspo step profile: {a.model} ({benchlib.n_params(trainer.model) / 1e6:.2f}M params), "
+        f"{a.threads} thread(s), 32 completions x {a.completion_len} tokens, 4 optimizer steps per cycle; "
+        f"per cycle (mean of {a.measure})",
+        f"{'phase':55s} {'s/cycle':>9s} {'% step':>7s} {'calls':>6s}",
+    ]
     for k, v in per_cycle.items():
         lines.append(f"{k:55s} {v:9.4f} {100 * v / total:6.1f}% {CALLS[k] // a.measure:6d}")
     derived = {
@@ -198,19 +228,33 @@ def main(argv=None) -> int:
         - per_cycle.get("1.2 sample: choose token (softmax + draw)", 0),
         "4.4b update: backbone+embedding bwd (4.4 - 4.4a)": per_cycle.get("4.4 update: backward (total)", 0)
         - per_cycle.get("4.4a update: output layer bwd (part of 4.4)", 0),
-        "output layer total (1.1a + 3.2 + 4.2 + 4.4a)": sum(per_cycle.get(k, 0) for k in (
-            "1.1a sample: lm_head (part of 1.1)", "3.2 old-logp: output layer (chunked log-probs)",
-            "4.2 update: output layer fwd (chunked)", "4.4a update: output layer bwd (part of 4.4)")),
+        "output layer total (1.1a + 3.2 + 4.2 + 4.4a)": sum(
+            per_cycle.get(k, 0)
+            for k in (
+                "1.1a sample: lm_head (part of 1.1)",
+                "3.2 old-logp: output layer (chunked log-probs)",
+                "4.2 update: output layer fwd (chunked)",
+                "4.4a update: output layer bwd (part of 4.4)",
+            )
+        ),
     }
     lines.append("derived:")
     for k, v in derived.items():
         lines.append(f"{k:55s} {v:9.4f} {100 * v / total:6.1f}%")
     text = "\n".join(lines)
     print(text)
-    result = dict(model=a.model, threads=a.threads, completion_len=a.completion_len, n_params=benchlib.n_params(trainer.model),
-                  per_cycle_s=per_cycle, calls_per_cycle={k: CALLS[k] // a.measure for k in CALLS}, derived=derived,
-                  wall_s=wall, peak_rss_mib=benchlib.peak_rss_mib(),
-                  gspo_metrics_time={k: [m[k] for m in metrics] for k in metrics[0] if k.startswith("time/")})
+    result = dict(
+        model=a.model,
+        threads=a.threads,
+        completion_len=a.completion_len,
+        n_params=benchlib.n_params(trainer.model),
+        per_cycle_s=per_cycle,
+        calls_per_cycle={k: CALLS[k] // a.measure for k in CALLS},
+        derived=derived,
+        wall_s=wall,
+        peak_rss_mib=benchlib.peak_rss_mib(),
+        gspo_metrics_time={k: [m[k] for m in metrics] for k in metrics[0] if k.startswith("time/")},
+    )
     if prof is not None:
         table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30)
         print(table)

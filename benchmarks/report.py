@@ -27,7 +27,9 @@ def load(name):
 
 
 def fmt_versions(v: dict) -> str:
-    return ", ".join(f"{k} {v[k]}" for k in ("torch", "transformers", "trl", "accelerate", "tokenizers", "gspo") if v.get(k))
+    return ", ".join(
+        f"{k} {v[k]}" for k in ("torch", "transformers", "trl", "accelerate", "tokenizers", "gspo") if v.get(k)
+    )
 
 
 def bench_section(b: dict, title: str = "### gspo vs TRL, side by side (`bench_vs_trl.py`)") -> list[str]:
@@ -64,31 +66,45 @@ def bench_section(b: dict, title: str = "### gspo vs TRL, side by side (`bench_v
         out.append(
             f"| {r['model']} ({r['n_params'] / 1e6:.2f}M) | {r['threads']} | {g['s_per_step']:.4f} | {t['s_per_step']:.4f} | "
             f"{g['tokens_per_s']:,.0f} | {t['tokens_per_s']:,.0f} | **{q['tokens_per_s']:.2f}x** | {g['peak_rss_mib']:,.0f} MiB | "
-            f"{t['peak_rss_mib']:,.0f} MiB | **{q['peak_rss']:.2f}x** | {target} | {met} |")
+            f"{t['peak_rss_mib']:,.0f} MiB | **{q['peak_rss']:.2f}x** | {target} | {met} |"
+        )
     out += ["", "Per repetition (s/step gspo | TRL), to show the spread:", ""]
     for r in b["rows"]:
         if r.get("gspo") and r.get("trl"):
-            out.append(f"- {r['model']} @ {r['threads']} thread(s): "
-                       + ", ".join(f"{x:.4f}" for x in r["gspo"]["s_per_step_per_rep"]) + " | "
-                       + ", ".join(f"{x:.4f}" for x in r["trl"]["s_per_step_per_rep"])
-                       + f"; RSS after model load gspo {r['gspo']['rss_after_load_mib']:.0f} MiB, TRL {r['trl']['rss_after_load_mib']:.0f} MiB")
+            out.append(
+                f"- {r['model']} @ {r['threads']} thread(s): "
+                + ", ".join(f"{x:.4f}" for x in r["gspo"]["s_per_step_per_rep"])
+                + " | "
+                + ", ".join(f"{x:.4f}" for x in r["trl"]["s_per_step_per_rep"])
+                + f"; RSS after model load gspo {r['gspo']['rss_after_load_mib']:.0f} MiB, TRL {r['trl']['rss_after_load_mib']:.0f} MiB"
+            )
     return out + [""]
 
 
 def scaling_section(sc: dict) -> list[str]:
-    out = [f"### Scaling of gspo (`scaling.py`): {sc['model']}, {sc['threads']} thread(s)", "",
-           "k = local growth exponent ln(t2/t1)/ln(x2/x1) between successive points (1 = linear).", ""]
-    for key, label, rows in (("length", "completion length (G=8)", sc["length_sweep"]),
-                             ("group", f"group size (L={sc['settings']['group_len']})", sc["group_sweep"])):
-        out += [f"| {label} | s/step | k (time) | s/step: sample / old-logp / update | tok/s | peak RSS | RSS above loaded model | k (added RSS) |",
-                "|---|---|---|---|---|---|---|---|"]
+    out = [
+        f"### Scaling of gspo (`scaling.py`): {sc['model']}, {sc['threads']} thread(s)",
+        "",
+        "k = local growth exponent ln(t2/t1)/ln(x2/x1) between successive points (1 = linear).",
+        "",
+    ]
+    for key, label, rows in (
+        ("length", "completion length (G=8)", sc["length_sweep"]),
+        ("group", f"group size (L={sc['settings']['group_len']})", sc["group_sweep"]),
+    ):
+        out += [
+            f"| {label} | s/step | k (time) | s/step: sample / old-logp / update | tok/s | peak RSS | RSS above loaded model | k (added RSS) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for r in rows:
             p = r["s_per_step_parts"]
             k = r.get("k_time")
             kr = r.get("k_added_rss")
-            out.append(f"| {r[key]} | {r['s_per_step']:.4f} | {'–' if k is None else f'{k:.2f}'} | "
-                       f"{p['time/sample']:.4f} / {p['time/old_logp']:.4f} / {p['time/update']:.4f} | {r['tokens_per_s']:,.0f} | "
-                       f"{r['peak_rss_mib']:,.0f} MiB | {r['added_rss_mib']:,.0f} MiB | {'–' if kr is None else f'{kr:.2f}'} |")
+            out.append(
+                f"| {r[key]} | {r['s_per_step']:.4f} | {'–' if k is None else f'{k:.2f}'} | "
+                f"{p['time/sample']:.4f} / {p['time/old_logp']:.4f} / {p['time/update']:.4f} | {r['tokens_per_s']:,.0f} | "
+                f"{r['peak_rss_mib']:,.0f} MiB | {r['added_rss_mib']:,.0f} MiB | {'–' if kr is None else f'{kr:.2f}'} |"
+            )
         out.append("")
     return out
 
@@ -96,17 +112,25 @@ def scaling_section(sc: dict) -> list[str]:
 def roofline_section(rf: dict) -> list[str]:
     out = ["### The machine's limit (`roofline.py`)", ""]
     for t, m in sorted(rf["machine"].items()):
-        out.append(f"- {t} thread(s): fp32 matmul GFLOP/s (best of 15) "
-                   + ", ".join(f"{k} {v:.0f}" for k, v in m["matmul_gflops"].items())
-                   + f"; copy bandwidth {m['copy_gbs']:.1f} GB/s")
-    out += ["", "| model | threads | GFLOP per optimizer step (sample / old-logp / train) | lowest possible s/step | "
-                "gspo s/step | gspo ÷ bound | gspo reaches | TRL ÷ bound |", "|---|---|---|---|---|---|---|---|"]
+        out.append(
+            f"- {t} thread(s): fp32 matmul GFLOP/s (best of 15) "
+            + ", ".join(f"{k} {v:.0f}" for k, v in m["matmul_gflops"].items())
+            + f"; copy bandwidth {m['copy_gbs']:.1f} GB/s"
+        )
+    out += [
+        "",
+        "| model | threads | GFLOP per optimizer step (sample / old-logp / train) | lowest possible s/step | "
+        "gspo s/step | gspo ÷ bound | gspo reaches | TRL ÷ bound |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rf["rows"]:
         f = r["cost"]["flops"]
-        out.append(f"| {r['model']} | {r['threads']} | {sum(f.values()) / 1e9:.2f} ({f['sampling'] / 1e9:.2f} / "
-                   f"{f['old_logp'] / 1e9:.2f} / {f['training'] / 1e9:.2f}) | {r['bound']['t_min_s']:.4f} | "
-                   f"{r['gspo_s_per_step']:.4f} | {r['gspo_x_bound']:.1f}x | {100 * r['gspo_fraction_of_limit']:.1f}% of the limit | "
-                   + (f"{r['trl_x_bound']:.1f}x |" if "trl_x_bound" in r else "– |"))
+        out.append(
+            f"| {r['model']} | {r['threads']} | {sum(f.values()) / 1e9:.2f} ({f['sampling'] / 1e9:.2f} / "
+            f"{f['old_logp'] / 1e9:.2f} / {f['training'] / 1e9:.2f}) | {r['bound']['t_min_s']:.4f} | "
+            f"{r['gspo_s_per_step']:.4f} | {r['gspo_x_bound']:.1f}x | {100 * r['gspo_fraction_of_limit']:.1f}% of the limit | "
+            + (f"{r['trl_x_bound']:.1f}x |" if "trl_x_bound" in r else "– |")
+        )
     return out + [""]
 
 
@@ -132,19 +156,31 @@ def profile_section() -> list[str]:
 def whatif_section(w: dict | None, comp: dict | None) -> list[str]:
     out = []
     if comp:
-        out += ["### Prototype A/B per component (`whatif.py --components`; library function vs prototype, one process, alternating)", "",
-                "| model | component | library | prototype | speed-up | calls per cycle | saving per cycle |", "|---|---|---|---|---|---|---|"]
+        out += [
+            "### Prototype A/B per component (`whatif.py --components`; library function vs prototype, one process, alternating)",
+            "",
+            "| model | component | library | prototype | speed-up | calls per cycle | saving per cycle |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for key, rows in comp.items():
             for name, r in rows.items():
-                out.append(f"| {key} | {name} | {r['library_ms']:.1f} ms | {r['prototype_ms']:.1f} ms | {r['speedup']:.2f}x | "
-                           f"{r['calls_per_cycle']} | {r['saving_s_per_cycle']:+.3f} s |")
+                out.append(
+                    f"| {key} | {name} | {r['library_ms']:.1f} ms | {r['prototype_ms']:.1f} ms | {r['speedup']:.2f}x | "
+                    f"{r['calls_per_cycle']} | {r['saving_s_per_cycle']:+.3f} s |"
+                )
         out.append("")
     if w:
-        out += ["### Prototype A/B, whole step (`whatif.py`; separate processes, alternating)", "",
-                "| model | variant | s/step | speed-up vs base | peak RSS |", "|---|---|---|---|---|"]
+        out += [
+            "### Prototype A/B, whole step (`whatif.py`; separate processes, alternating)",
+            "",
+            "| model | variant | s/step | speed-up vs base | peak RSS |",
+            "|---|---|---|---|---|",
+        ]
         for key, rows in w["rows"].items():
             for v, r in rows.items():
-                out.append(f"| {key} | {v} | {r['s_per_step']:.4f} | {r['speedup_vs_base']:.2f}x | {r['peak_rss_mib']:.0f} MiB |")
+                out.append(
+                    f"| {key} | {v} | {r['s_per_step']:.4f} | {r['speedup_vs_base']:.2f}x | {r['peak_rss_mib']:.0f} MiB |"
+                )
         out.append("")
     return out
 
@@ -154,23 +190,32 @@ def render() -> str:
     b = load("bench_vs_trl.json")
     if b:
         m = b["machine"]
-        out += [f"Machine: {m.get('cpu_model')} ({m.get('nproc')} CPUs, {m.get('mem_total_gib')} GiB RAM; SIMD "
-                f"{' '.join(m.get('cpu_flags_simd', []))}), Python {m.get('python')}; load average at start "
-                f"{', '.join(f'{x:.1f}' for x in m.get('loadavg_at_start', []))} (shared machine).", ""]
+        out += [
+            f"Machine: {m.get('cpu_model')} ({m.get('nproc')} CPUs, {m.get('mem_total_gib')} GiB RAM; SIMD "
+            f"{' '.join(m.get('cpu_flags_simd', []))}), Python {m.get('python')}; load average at start "
+            f"{', '.join(f'{x:.1f}' for x in m.get('loadavg_at_start', []))} (shared machine).",
+            "",
+        ]
         out += bench_section(b)
     for f in sorted(RESULTS.glob("bench_vs_trl_options_*.json")):
         ob = json.loads(f.read_text())
         opts = ob["settings"].get("gspo_config")
-        out += bench_section(ob, f"### gspo with the library options `{opts}` vs TRL (`{f.name}`)\n\n"
-                                 "The library as it is, run with non-default `GSPOConfig` options (`--gspo-config`).")
+        out += bench_section(
+            ob,
+            f"### gspo with the library options `{opts}` vs TRL (`{f.name}`)\n\n"
+            "The library as it is, run with non-default `GSPOConfig` options (`--gspo-config`).",
+        )
     projections = [(json.loads(f.read_text()), f) for f in RESULTS.glob("bench_vs_trl_projection*.json")]
     projections.sort(key=lambda pf: (len(pf[0]["settings"].get("gspo_variant") or ""), pf[1].name))
     for pb, f in projections:
         v = pb["settings"].get("gspo_variant")
-        out += bench_section(pb, f"### Projection: TRL vs gspo *with the prototypes `{v}` applied* (`{f.name}`)\n\n"
-                                 "Not the library as it is: gspo's side runs with the whatif.py prototypes of the "
-                                 "recommended src/ changes monkeypatched in (`all` = R1-R5, `prefix` = R6, `groupmb` = R7, "
-                                 "`sampler` = R8; see the recommendations below).")
+        out += bench_section(
+            pb,
+            f"### Projection: TRL vs gspo *with the prototypes `{v}` applied* (`{f.name}`)\n\n"
+            "Not the library as it is: gspo's side runs with the whatif.py prototypes of the "
+            "recommended src/ changes monkeypatched in (`all` = R1-R5, `prefix` = R6, `groupmb` = R7, "
+            "`sampler` = R8; see the recommendations below).",
+        )
     rf = load("roofline.json")
     if rf:
         out += roofline_section(rf)
@@ -192,7 +237,7 @@ def main(argv=None) -> int:
         return 0
     text = README.read_text()
     if START in text and END in text:
-        text = text[: text.index(START)] + block + text[text.index(END) + len(END):]
+        text = text[: text.index(START)] + block + text[text.index(END) + len(END) :]
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     README.write_text(text)

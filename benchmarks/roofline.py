@@ -81,7 +81,6 @@ def measure_machine(threads: int) -> dict:
 
 def prompt_lengths(model: str) -> dict:
     import benchlib as bl
-
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(bl.model_source(model))
@@ -101,14 +100,34 @@ def model_shape(model: str) -> dict:
     per_layer = H * nh * hd + 2 * H * nkv * hd + nh * hd * H + 3 * H * I
     n_body = nl * per_layer
     n_params = n_body + V * H * (1 if tied else 2) + nl * 2 * H + H  # + norms
-    return dict(H=H, I=I, layers=nl, heads=nh, kv_heads=nkv, head_dim=hd, V=V, tied=tied, n_body=n_body,
-                n_params_approx=n_params, attn_dim=nh * hd)
+    return dict(
+        H=H,
+        I=I,
+        layers=nl,
+        heads=nh,
+        kv_heads=nkv,
+        head_dim=hd,
+        V=V,
+        tied=tied,
+        n_body=n_body,
+        n_params_approx=n_params,
+        attn_dim=nh * hd,
+    )
 
 
 def benchlib_model_path(model: str) -> str:
-    out = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(benchlib.HERE)!r}); import benchlib; "
-                          f"print(benchlib.model_source({model!r}))"], capture_output=True, text=True, check=True,
-                         env=benchlib.thread_env(1))
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import sys; sys.path.insert(0, {str(benchlib.HERE)!r}); import benchlib; "
+            f"print(benchlib.model_source({model!r}))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=benchlib.thread_env(1),
+    )
     return out.stdout.strip().splitlines()[-1]
 
 
@@ -145,14 +164,21 @@ def bound(cost: dict, machine: dict) -> dict:
     for ph in ("sampling", "old_logp", "training"):
         phases[ph] = max(cost["flops"][ph] / peak, cost["bytes"][ph] / bw)
     phases["optimizer"] = cost["bytes"]["optimizer"] / bw
-    return dict(t_min_s=sum(phases.values()), t_compute_only_s=sum(cost["flops"].values()) / peak, phases_s=phases,
-                peak_gflops=peak / 1e9, bandwidth_gbs=bw / 1e9)
+    return dict(
+        t_min_s=sum(phases.values()),
+        t_compute_only_s=sum(cost["flops"].values()) / peak,
+        phases_s=phases,
+        peak_gflops=peak / 1e9,
+        bandwidth_gbs=bw / 1e9,
+    )
 
 
 # ============================================================================ driver
 def child(fn: str, arg, threads: int):
-    code = (f"import sys, json; sys.path.insert(0, {str(benchlib.HERE)!r}); import roofline; "
-            f"print(json.dumps(roofline.{fn}({arg!r})))")
+    code = (
+        f"import sys, json; sys.path.insert(0, {str(benchlib.HERE)!r}); import roofline; "
+        f"print(json.dumps(roofline.{fn}({arg!r})))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=benchlib.thread_env(threads))
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
@@ -172,8 +198,11 @@ def main(argv=None) -> int:
 
     machine = {t: child("measure_machine", t, t) for t in threads}
     for t, m in machine.items():
-        print(f"{t} thread(s): matmul GFLOP/s best " + ", ".join(f"{k}: {v:.1f}" for k, v in m["matmul_gflops"].items())
-              + f"; copy {m['copy_gbs']:.1f} GB/s")
+        print(
+            f"{t} thread(s): matmul GFLOP/s best "
+            + ", ".join(f"{k}: {v:.1f}" for k, v in m["matmul_gflops"].items())
+            + f"; copy {m['copy_gbs']:.1f} GB/s"
+        )
     bench = {}
     if not a.measure_gspo and Path(a.bench_results).is_file():
         data = json.loads(Path(a.bench_results).read_text())
@@ -195,9 +224,24 @@ def main(argv=None) -> int:
             elif a.measure_gspo or (m, t) not in bench:
                 with tempfile.TemporaryDirectory() as tmp:
                     out = Path(tmp) / "g.json"
-                    cmd = [sys.executable, str(benchlib.HERE / "bench_vs_trl.py"), "--worker", "gspo", "--model", m,
-                           "--threads-one", str(t), "--worker-out", str(out), "--warmup", "1", "--measure", "2",
-                           "--completion-len", str(a.completion_len)]
+                    cmd = [
+                        sys.executable,
+                        str(benchlib.HERE / "bench_vs_trl.py"),
+                        "--worker",
+                        "gspo",
+                        "--model",
+                        m,
+                        "--threads-one",
+                        str(t),
+                        "--worker-out",
+                        str(out),
+                        "--warmup",
+                        "1",
+                        "--measure",
+                        "2",
+                        "--completion-len",
+                        str(a.completion_len),
+                    ]
                     data, _, _ = benchlib.run_child_wait4(cmd, benchlib.thread_env(t), out)
                 row["gspo_s_per_step"] = benchlib.median(data["cycle_s"]) / STEPS_PER_ROLLOUT
                 row["source"] = "measured here"
@@ -206,8 +250,13 @@ def main(argv=None) -> int:
             if "trl_s_per_step" in row:
                 row["trl_x_bound"] = row["trl_s_per_step"] / b["t_min_s"]
             rows.append(row)
-    result = dict(machine_info=benchlib.machine_info(), versions=benchlib.versions_subprocess(), machine=machine,
-                  completion_len=a.completion_len, rows=rows)
+    result = dict(
+        machine_info=benchlib.machine_info(),
+        versions=benchlib.versions_subprocess(),
+        machine=machine,
+        completion_len=a.completion_len,
+        rows=rows,
+    )
     path = benchlib.write_json("roofline.json", result)
     print(table(result))
     print(f"wrote {path}")
@@ -215,9 +264,11 @@ def main(argv=None) -> int:
 
 
 def table(result: dict) -> str:
-    lines = ["| model | threads | GFLOP/step (sample / old-logp / train) | matmul peak GFLOP/s | copy GB/s | "
-             "lowest possible s/step | gspo s/step | gspo = x·bound | fraction of limit | TRL = x·bound |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | threads | GFLOP/step (sample / old-logp / train) | matmul peak GFLOP/s | copy GB/s | "
+        "lowest possible s/step | gspo s/step | gspo = x·bound | fraction of limit | TRL = x·bound |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in result["rows"]:
         f = r["cost"]["flops"]
         b = r["bound"]
@@ -226,7 +277,8 @@ def table(result: dict) -> str:
             f"{f['old_logp'] / 1e9:.2f} / {f['training'] / 1e9:.2f}) | {b['peak_gflops']:.0f} | {b['bandwidth_gbs']:.1f} | "
             f"{b['t_min_s']:.4f} | {r['gspo_s_per_step']:.4f} | {r['gspo_x_bound']:.1f}x | "
             f"{100 * r['gspo_fraction_of_limit']:.1f}% | "
-            + (f"{r['trl_x_bound']:.1f}x |" if "trl_x_bound" in r else "– |"))
+            + (f"{r['trl_x_bound']:.1f}x |" if "trl_x_bound" in r else "– |")
+        )
     return "\n".join(lines)
 
 

@@ -20,8 +20,8 @@ cheap stand-in :class:`gspo.tasks.base.Task` with a deterministic scorer.
 from __future__ import annotations
 
 import string
+from collections.abc import Sequence
 from types import SimpleNamespace
-from typing import Sequence
 
 import torch
 
@@ -98,16 +98,28 @@ def tiny_model(
     ids = dict(pad_token_id=pad_token_id, eos_token_id=eos_token_id, bos_token_id=bos_token_id)
     if arch == "llama":
         config = transformers.LlamaConfig(
-            vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-            num_attention_heads=heads, num_key_value_heads=max(1, heads // 2), max_position_embeddings=max_positions,
-            tie_word_embeddings=False, **ids,
+            vocab_size=vocab_size,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=max(1, heads // 2),
+            max_position_embeddings=max_positions,
+            tie_word_embeddings=False,
+            **ids,
         )
         cls = transformers.LlamaForCausalLM
     elif arch == "qwen2":
         config = transformers.Qwen2Config(
-            vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-            num_attention_heads=heads, num_key_value_heads=max(1, heads // 2), max_position_embeddings=max_positions,
-            tie_word_embeddings=True, **ids,
+            vocab_size=vocab_size,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=max(1, heads // 2),
+            max_position_embeddings=max_positions,
+            tie_word_embeddings=True,
+            **ids,
         )
         cls = transformers.Qwen2ForCausalLM
     elif arch == "gpt2":
@@ -138,8 +150,14 @@ def tiny_model_and_tokenizer(
     """``(model, tokenizer)``: a tiny random ``arch`` model sized to :func:`tiny_tokenizer`'s vocabulary."""
     tok = tiny_tokenizer(vocab, chat=chat, add_bos=add_bos)
     model = tiny_model(
-        len(tok), hidden=hidden, layers=layers, seed=seed, arch=arch,
-        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id,
+        len(tok),
+        hidden=hidden,
+        layers=layers,
+        seed=seed,
+        arch=arch,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.bos_token_id,
     )
     return model, tok
 
@@ -162,8 +180,9 @@ class ForcedEOS(torch.nn.Module):
         self.calls: list[tuple[tuple[int, ...], bool]] = []
         self._step = 0
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None,
-                use_cache=None, logits_to_keep=0):
+    def forward(
+        self, input_ids, attention_mask=None, position_ids=None, past_key_values=None, use_cache=None, logits_to_keep=0
+    ):
         if past_key_values is None or past_key_values.get_seq_length() == 0:  # a prefill
             self._step = 0
             # a prefill of distinct prompts (sample(repeats=G)) forces nothing; rows start at the first decode
@@ -175,9 +194,14 @@ class ForcedEOS(torch.nn.Module):
             assert len(self._rows) == input_ids.shape[0], "ForcedEOS cannot follow this batch change"
         self.calls.append((tuple(input_ids.shape), self.training))
         # the wrapper takes the pre-5.24 name (as remote-code models do); the inner model its own
-        out = self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         use_cache=use_cache, logits_to_keep=logits_to_keep,
-                         **{cache_argument(self.inner): past_key_values})
+        out = self.inner(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=use_cache,
+            logits_to_keep=logits_to_keep,
+            **{cache_argument(self.inner): past_key_values},
+        )
         logits = out.logits.clone()
         logits[..., list(self.ban_ids)] = -1e4
         for b, row in enumerate(self._rows or ()):
@@ -225,4 +249,13 @@ class ParityTask(Task):
         self.calls.append((list(completions), list(rows)))
         return super().score_batch(completions, rows)
 
-__all__ = ["ARCHS", "CHAT_TEMPLATE", "ForcedEOS", "ParityTask", "tiny_model", "tiny_model_and_tokenizer", "tiny_tokenizer"]
+
+__all__ = [
+    "ARCHS",
+    "CHAT_TEMPLATE",
+    "ForcedEOS",
+    "ParityTask",
+    "tiny_model",
+    "tiny_model_and_tokenizer",
+    "tiny_tokenizer",
+]

@@ -26,8 +26,13 @@ def scaled_pg_loss(x: LossInputs, *, scale: float) -> LevelOutput:
     """Token-ratio policy gradient without clipping, times ``scale`` (its own hyper-parameter)."""
     w_BT = torch.exp(x.logp_BT - x.old_logp_BT)
     never = torch.zeros_like(x.mask_BT)
-    return LevelOutput(objective_BT=torch.where(x.mask_BT, scale * w_BT * x.adv_BT, 0.0), ratio_B_or_BT=w_BT,
-                       clipped_low_BT=never, clipped_high_BT=never, sequence_level=False)
+    return LevelOutput(
+        objective_BT=torch.where(x.mask_BT, scale * w_BT * x.adv_BT, 0.0),
+        ratio_B_or_BT=w_BT,
+        clipped_low_BT=never,
+        clipped_high_BT=never,
+        sequence_level=False,
+    )
 
 
 class CopyTask(Task):
@@ -57,8 +62,15 @@ def registered():
 
     register_advantage("rloo-toy")(rloo_advantages)
     register_loss("scaled-pg")(scale_seen)
-    register_algorithm(Algorithm("toy-pg", loss="scaled-pg", advantage="rloo-toy", defaults={"scale": 1.0},
-                                 summary="unclipped token policy gradient with RLOO advantages (a test)"))
+    register_algorithm(
+        Algorithm(
+            "toy-pg",
+            loss="scaled-pg",
+            advantage="rloo-toy",
+            defaults={"scale": 1.0},
+            summary="unclipped token policy gradient with RLOO advantages (a test)",
+        )
+    )
     register_task("copy-digit", CopyTask)
     try:
         yield seen
@@ -73,9 +85,19 @@ def test_a_toy_algorithm_and_task_from_outside_train_two_steps(tmp_path, registe
     from gspo.trainer.build import build_trainer
 
     assert "toy-pg" in GSPOConfig.field_choices()["algorithm"]  # --help lists it
-    config = GSPOConfig(algorithm="toy-pg", algorithm_options={"scale": 0.5}, task="copy-digit", max_steps=2,
-                        prompts_per_step=4, group_size=4, max_new_tokens=2, eval_limit=4, eval_every=0,
-                        output_dir=str(tmp_path), progress=False).validate()
+    config = GSPOConfig(
+        algorithm="toy-pg",
+        algorithm_options={"scale": 0.5},
+        task="copy-digit",
+        max_steps=2,
+        prompts_per_step=4,
+        group_size=4,
+        max_new_tokens=2,
+        eval_limit=4,
+        eval_every=0,
+        output_dir=str(tmp_path),
+        progress=False,
+    ).validate()
     summary = build_trainer(config).train()
     assert summary["steps"] == 2 and summary["optimizer_steps"] == 8 and summary["algorithm"] == "toy-pg"
     assert registered and all(call == {"scale": 0.5} for call in registered)  # its hyper-parameter, by name

@@ -15,8 +15,10 @@ LOCK = Path(__file__).resolve().parents[1] / "requirements" / "lock.txt"
 #: Installed alongside by pip/venv or by a CUDA build of torch (the one part a GPU set-up may add).
 NOT_LOCKED = re.compile(r"^(gspo|pip|setuptools|wheel|nvidia-.*|triton|cuda-.*)$")
 
-pytestmark = pytest.mark.skipif(os.environ.get("GSPO_UNLOCKED_ENV") == "1",
-                                reason="an environment of the newest releases, built on purpose (canary / make lock)")
+pytestmark = pytest.mark.skipif(
+    os.environ.get("GSPO_UNLOCKED_ENV") == "1",
+    reason="an environment of the newest releases, built on purpose (canary / make lock)",
+)
 
 
 def _canonical(name: str) -> str:

@@ -16,7 +16,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _run(*args, timeout=300):
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    return subprocess.run([sys.executable, "-m", "gspo", *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "gspo", *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT
+    )
 
 
 def test_help_lists_subcommands_and_explains_options(capsys):
@@ -50,16 +52,56 @@ def test_train_then_plot_through_a_subprocess(tmp_path):
     model.save_pretrained(model_dir)
     tok.save_pretrained(model_dir)
     out = tmp_path / "run"
-    res = _run("train", "--model", str(model_dir), "--task", "addition", "--max-steps", "2", "--prompts-per-step", "4",
-               "--group-size", "4", "--max-new-tokens", "4", "--eval-limit", "8", "--output-dir", str(out),
-               "--progress", "false", "--save-steps", "1")
+    res = _run(
+        "train",
+        "--model",
+        str(model_dir),
+        "--task",
+        "addition",
+        "--max-steps",
+        "2",
+        "--prompts-per-step",
+        "4",
+        "--group-size",
+        "4",
+        "--max-new-tokens",
+        "4",
+        "--eval-limit",
+        "8",
+        "--output-dir",
+        str(out),
+        "--progress",
+        "false",
+        "--save-steps",
+        "1",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 2 and 0.0 <= summary["eval_before"] <= 1.0 and 0.0 <= summary["eval_after"] <= 1.0
     assert (out / "final" / "manifest.json").is_file() and (out / "checkpoints").is_dir()
-    res = _run("train", "--model", str(model_dir), "--task", "addition", "--max-steps", "3", "--prompts-per-step", "4",
-               "--group-size", "4", "--max-new-tokens", "4", "--eval-limit", "8", "--output-dir", str(out),
-               "--progress", "false", "--resume", "true")
+    res = _run(
+        "train",
+        "--model",
+        str(model_dir),
+        "--task",
+        "addition",
+        "--max-steps",
+        "3",
+        "--prompts-per-step",
+        "4",
+        "--group-size",
+        "4",
+        "--max-new-tokens",
+        "4",
+        "--eval-limit",
+        "8",
+        "--output-dir",
+        str(out),
+        "--progress",
+        "false",
+        "--resume",
+        "true",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "resumed from" in res.stderr
     assert json.loads((out / "summary.json").read_text())["steps"] == 3

@@ -15,15 +15,35 @@ from tests.helpers_tiny import tiny_model_and_tokenizer
 ROOT = Path(__file__).resolve().parents[2]
 #: Deprecation and future warnings become errors in these subprocesses (the test's point).
 STRICT = ["-W", "error::DeprecationWarning", "-W", "error::FutureWarning"]
-TINY_RUN = ["--task", "addition", "--max-steps", "2", "--prompts-per-step", "4", "--group-size", "4",
-            "--max-new-tokens", "4", "--eval-limit", "8", "--num-threads", "1"]
+TINY_RUN = [
+    "--task",
+    "addition",
+    "--max-steps",
+    "2",
+    "--prompts-per-step",
+    "4",
+    "--group-size",
+    "4",
+    "--max-new-tokens",
+    "4",
+    "--eval-limit",
+    "8",
+    "--num-threads",
+    "1",
+]
 
 
 def _gspo(*args, env_extra=None, timeout=300):
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), **(env_extra or {}))
     env.pop("HF_HUB_DISABLE_PROGRESS_BARS", None)
-    return subprocess.run([sys.executable, *STRICT, "-m", "gspo", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, *STRICT, "-m", "gspo", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,23 +65,29 @@ def _clean(res):
 
 
 # ------------------------------------------------------------------ switches
-@pytest.mark.parametrize("argv, expected", [
-    ([], {"resume": "false", "progress": "true", "chat": "auto"}),
-    (["--resume"], {"resume": "true"}),
-    (["--resume", "true"], {"resume": "true"}),
-    (["--resume=yes"], {"resume": "true"}),
-    (["--no-resume"], {"resume": "false"}),
-    (["--resume", "--max-steps", "3"], {"resume": "true", "max_steps": "3"}),
-    (["--no-progress", "--share-prompts"], {"progress": "false", "share_prompts": "true"}),
-    (["--no_share_prompts"], {"share_prompts": "false"}),
-    (["--chat"], {"chat": "'yes'"}),
-    (["--no-chat"], {"chat": "'no'"}),
-    (["--chat", "auto"], {"chat": "auto"}),
-])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        ([], {"resume": "false", "progress": "true", "chat": "auto"}),
+        (["--resume"], {"resume": "true"}),
+        (["--resume", "true"], {"resume": "true"}),
+        (["--resume=yes"], {"resume": "true"}),
+        (["--no-resume"], {"resume": "false"}),
+        (["--resume", "--max-steps", "3"], {"resume": "true", "max_steps": "3"}),
+        (["--no-progress", "--share-prompts"], {"progress": "false", "share_prompts": "true"}),
+        (["--no_share_prompts"], {"share_prompts": "false"}),
+        (["--chat"], {"chat": "'yes'"}),
+        (["--no-chat"], {"chat": "'no'"}),
+        (["--chat", "auto"], {"chat": "auto"}),
+    ],
+)
 def test_switches_work_bare_valued_and_negated(argv, expected, capsys):
     assert main(["train", *argv, "--print-config"]) == 0
-    printed = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines()
-                   if not line.startswith("#") and ": " in line)
+    printed = dict(
+        line.split(": ", 1)
+        for line in capsys.readouterr().out.splitlines()
+        if not line.startswith("#") and ": " in line
+    )
     for key, value in expected.items():
         assert printed[key] == value, (argv, key)
 
@@ -84,15 +110,42 @@ def test_train_resume_and_eval_raise_no_deprecation_warning(model_dir, tmp_path)
     assert "gspo step 1/2" in text and "gspo step 2/2" in text  # plain progress lines
     text = _clean(_gspo("train", "--model", model_dir, *TINY_RUN, "--max-steps", "3", "--output-dir", out, "--resume"))
     assert "resumed from" in text and json.loads((out / "summary.json").read_text())["steps"] == 3
-    _clean(_gspo("eval", "--model", out / "final", "--task", "addition", "--limit", "8",
-                 "--output", tmp_path / "eval"))
+    _clean(_gspo("eval", "--model", out / "final", "--task", "addition", "--limit", "8", "--output", tmp_path / "eval"))
 
 
 def test_sft_and_compare_raise_no_deprecation_warning(model_dir, tmp_path):
-    _clean(_gspo("sft", "--model", model_dir, "--task", "addition", "--max-steps", "2", "--eval-limit", "4",
-                 "--output-dir", tmp_path / "sft"))
-    _clean(_gspo("compare", "--algos", "gspo,grpo", "--seeds", "1", "--model", model_dir, *TINY_RUN,
-                 "--num-minibatches", "2", "--output-dir", tmp_path / "cmp", "--no-plots"))
+    _clean(
+        _gspo(
+            "sft",
+            "--model",
+            model_dir,
+            "--task",
+            "addition",
+            "--max-steps",
+            "2",
+            "--eval-limit",
+            "4",
+            "--output-dir",
+            tmp_path / "sft",
+        )
+    )
+    _clean(
+        _gspo(
+            "compare",
+            "--algos",
+            "gspo,grpo",
+            "--seeds",
+            "1",
+            "--model",
+            model_dir,
+            *TINY_RUN,
+            "--num-minibatches",
+            "2",
+            "--output-dir",
+            tmp_path / "cmp",
+            "--no-plots",
+        )
+    )
 
 
 # ------------------------------------------------------------------ report_to
@@ -111,10 +164,16 @@ def test_report_to_tensorboard_writes_event_files(model_dir, tmp_path):
 
 def test_report_to_wandb_offline_and_trackio(model_dir, tmp_path):
     out = tmp_path / "trackers"
-    env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "TRACKIO_DIR": str(tmp_path / "trackio"),
-           "WANDB_CACHE_DIR": str(tmp_path / "wandb-cache"), "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config")}
-    res = _gspo("train", "--model", model_dir, *TINY_RUN, "--output-dir", out, "--report-to", "wandb,trackio",
-                env_extra=env)
+    env = {
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "TRACKIO_DIR": str(tmp_path / "trackio"),
+        "WANDB_CACHE_DIR": str(tmp_path / "wandb-cache"),
+        "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config"),
+    }
+    res = _gspo(
+        "train", "--model", model_dir, *TINY_RUN, "--output-dir", out, "--report-to", "wandb,trackio", env_extra=env
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
@@ -122,10 +181,13 @@ def test_report_to_wandb_offline_and_trackio(model_dir, tmp_path):
     assert any((tmp_path / "trackio").rglob("*.db"))
 
 
-@pytest.mark.parametrize("value, message", [
-    ("mlflow", "must list trackers among"),
-    ("none,wandb", "'none' cannot be combined"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("mlflow", "must list trackers among"),
+        ("none,wandb", "'none' cannot be combined"),
+    ],
+)
 def test_report_to_bad_names(value, message, capsys):
     assert main(["train", "--report-to", value, "--model", "/nonexistent"]) == 2
     err = capsys.readouterr().err

@@ -66,8 +66,18 @@ def test_unknown_field_is_an_error_listing_valid_ones():
 
 
 def test_coercion_of_command_line_strings():
-    cfg = from_dict(GSPOConfig, {"group_size": "4", "learning_rate": "1e-4", "resume": "true", "clip_low": "none",
-                                 "rewards": "task,format_boxed", "reward_weights": "1,0.5", "max-steps": "3"})
+    cfg = from_dict(
+        GSPOConfig,
+        {
+            "group_size": "4",
+            "learning_rate": "1e-4",
+            "resume": "true",
+            "clip_low": "none",
+            "rewards": "task,format_boxed",
+            "reward_weights": "1,0.5",
+            "max-steps": "3",
+        },
+    )
     assert cfg.group_size == 4 and cfg.learning_rate == 1e-4 and cfg.resume is True and cfg.clip_low is None
     assert cfg.rewards == ["task", "format_boxed"] and cfg.reward_weights == [1.0, 0.5] and cfg.max_steps == 3
     assert coerce("num_threads", "null", int | None) is None
@@ -97,4 +107,6 @@ def test_shipped_default_yaml_mirrors_the_dataclass():
     from pathlib import Path
 
     shipped = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
-    assert shipped.read_text() == to_yaml(GSPOConfig()), "regenerate with: gspo train --print-config > configs/default.yaml"
+    assert shipped.read_text() == to_yaml(GSPOConfig()), (
+        "regenerate with: gspo train --print-config > configs/default.yaml"
+    )

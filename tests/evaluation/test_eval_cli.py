@@ -35,9 +35,26 @@ def test_eval_writes_json_and_markdown_and_prints_the_table(saved_tiny_models, t
 def test_eval_samples_and_compare_same_model_gives_zero_delta(saved_tiny_models, tmp_path, capsys):
     out = tmp_path / "cmp"
     code = _eval(
-        "--model", saved_tiny_models["plain"], "--compare", saved_tiny_models["plain"], "--task", "parity",
-        "--limit", "4", "--samples", "3", "--temperature", "1.0", "--max-new-tokens", "3", "--batch-size", "5",
-        "--seed", "7", "--output", str(out),
+        "--model",
+        saved_tiny_models["plain"],
+        "--compare",
+        saved_tiny_models["plain"],
+        "--task",
+        "parity",
+        "--limit",
+        "4",
+        "--samples",
+        "3",
+        "--temperature",
+        "1.0",
+        "--max-new-tokens",
+        "3",
+        "--batch-size",
+        "5",
+        "--seed",
+        "7",
+        "--output",
+        str(out),
     )
     assert code == 0
     printed = capsys.readouterr().out
@@ -53,8 +70,18 @@ def test_eval_data_path_and_chat_no(saved_tiny_models, tmp_path):
     data = tmp_path / "prompts.txt"
     data.write_text("1+1=\n2+2=\n3+3=\n")
     out = tmp_path / "out"
-    code = _eval("--model", saved_tiny_models["chat"], "--task", "parity", "--data-path", str(data),
-                 "--chat", "no", "--output", str(out))
+    code = _eval(
+        "--model",
+        saved_tiny_models["chat"],
+        "--task",
+        "parity",
+        "--data-path",
+        str(data),
+        "--chat",
+        "no",
+        "--output",
+        str(out),
+    )
     assert code == 0
     rows = json.loads((out / "eval.json").read_text())["tasks"]["parity"]["rows"]
     assert len(rows) == 3

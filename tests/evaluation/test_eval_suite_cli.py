@@ -50,11 +50,20 @@ def _check_means(doc: dict, part: dict) -> None:
 
 def test_suite_prints_rows_categories_and_overall_and_writes_them(saved_tiny_models, suites_file, tmp_path, capsys):
     out = tmp_path / "out"
-    code = _eval("--model", saved_tiny_models["chat"], "--suite", "tiny", "--suite-file", suites_file, "--output", str(out))
+    code = _eval(
+        "--model", saved_tiny_models["chat"], "--suite", "tiny", "--suite-file", suites_file, "--output", str(out)
+    )
     assert code == 0
     printed = capsys.readouterr().out
-    for row in ("| parity | 5 |", "| sums | 4 |", "| arithmetic | 3 |", "| category | tasks | accuracy |",
-                "| reasoning | parity, arithmetic |", "| math | sums |", "| **overall** | mean of 3 tasks |"):
+    for row in (
+        "| parity | 5 |",
+        "| sums | 4 |",
+        "| arithmetic | 3 |",
+        "| category | tasks | accuracy |",
+        "| reasoning | parity, arithmetic |",
+        "| math | sums |",
+        "| **overall** | mean of 3 tasks |",
+    ):
         assert row in printed
     doc = json.loads((out / "eval.json").read_text())
     assert doc["suite"] == "tiny" and set(doc["categories"]) == {"math", "reasoning"}
@@ -68,8 +77,20 @@ def test_suite_prints_rows_categories_and_overall_and_writes_them(saved_tiny_mod
 
 def test_suite_limit_caps_every_task_and_compare_shows_differences(saved_tiny_models, suites_file, tmp_path, capsys):
     out = tmp_path / "cmp"
-    code = _eval("--model", saved_tiny_models["chat"], "--compare", saved_tiny_models["plain"], "--suite", "tiny",
-                 "--suite-file", suites_file, "--limit", "2", "--output", str(out))
+    code = _eval(
+        "--model",
+        saved_tiny_models["chat"],
+        "--compare",
+        saved_tiny_models["plain"],
+        "--suite",
+        "tiny",
+        "--suite-file",
+        suites_file,
+        "--limit",
+        "2",
+        "--output",
+        str(out),
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "| category | accuracy (A) | accuracy (B) | Δ accuracy |" in printed and "Δ accuracy" in printed
@@ -89,8 +110,18 @@ def test_suite_limit_caps_every_task_and_compare_shows_differences(saved_tiny_mo
 def test_the_shipped_core_suite_runs_end_to_end_with_a_tiny_model(saved_tiny_models, tmp_path, capsys, monkeypatch):
     # every core task, one row each, two new tokens: the plumbing (data, prompts, scorers incl. the sandbox)
     out = tmp_path / "core"
-    code = _eval("--model", saved_tiny_models["chat"], "--suite", "core", "--limit", "1", "--max-new-tokens", "2",
-                 "--output", str(out))
+    code = _eval(
+        "--model",
+        saved_tiny_models["chat"],
+        "--suite",
+        "core",
+        "--limit",
+        "1",
+        "--max-new-tokens",
+        "2",
+        "--output",
+        str(out),
+    )
     assert code == 0
     doc = json.loads((out / "eval.json").read_text())
     assert len(doc["tasks"]) == 8 and set(doc["categories"]) == {"math", "code", "reasoning"}
@@ -104,8 +135,10 @@ def test_the_shipped_core_suite_runs_end_to_end_with_a_tiny_model(saved_tiny_mod
         (["--suite", "core", "--task", "gsm8k"], "--task cannot be combined with --suite"),
         (["--suite", "core", "--split", "train"], "--split cannot be combined with --suite"),
         (["--suite-file", "x.yaml"], "--suite-file needs --suite"),
-        (["--task", "reasoning_gym", "--task-options", '{"dataset": "basic_arithmetic", "max_termz": 2}'],
-         "unknown option(s) ['max_termz']"),
+        (
+            ["--task", "reasoning_gym", "--task-options", '{"dataset": "basic_arithmetic", "max_termz": 2}'],
+            "unknown option(s) ['max_termz']",
+        ),
         (["--task", "reasoning_gym", "--task-options", '{"dataset": "no_such_dataset"}'], "'no_such_dataset'"),
         (["--task", "parity,addition", "--task-options", '{"rows": 3}'], "maps each task name"),
         (["--task", "parity", "--task-options", "[1]"], "task_options: must be a mapping"),
@@ -134,16 +167,33 @@ def test_a_bad_suite_file_names_the_task(tmp_path, capsys):
 
 def test_task_options_reach_the_task(saved_tiny_models, tmp_path):
     out = tmp_path / "rg"
-    code = _eval("--model", saved_tiny_models["plain"], "--task", "reasoning_gym", "--task-options",
-                 '{"dataset": "spell_backward", "max_new_tokens": 2, "test_size": 10}', "--limit", "3",
-                 "--output", str(out))
+    code = _eval(
+        "--model",
+        saved_tiny_models["plain"],
+        "--task",
+        "reasoning_gym",
+        "--task-options",
+        '{"dataset": "spell_backward", "max_new_tokens": 2, "test_size": 10}',
+        "--limit",
+        "3",
+        "--output",
+        str(out),
+    )
     assert code == 0
     doc = json.loads((out / "eval.json").read_text())
     task = doc["tasks"]["reasoning_gym"]
     assert task["n"] == 3 and task["settings"]["max_new_tokens"] == 2
     assert task["rows"][0]["id"].startswith("spell_backward/test/")
     several = tmp_path / "several"
-    code = _eval("--model", saved_tiny_models["plain"], "--task", "parity,addition", "--task-options",
-                 '{"parity": {"rows": 2}}', "--output", str(several))
+    code = _eval(
+        "--model",
+        saved_tiny_models["plain"],
+        "--task",
+        "parity,addition",
+        "--task-options",
+        '{"parity": {"rows": 2}}',
+        "--output",
+        str(several),
+    )
     assert code == 0
     assert json.loads((several / "eval.json").read_text())["tasks"]["parity"]["n"] == 2

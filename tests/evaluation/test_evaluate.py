@@ -47,7 +47,7 @@ def test_greedy_evaluation_uses_the_sampler_and_the_task_scorer(eval_model_and_t
     assert [len(s) for s in result.scores] == [1] * 7
     assert result.accuracy == pytest.approx(sum(s[0] for s in result.scores) / 7)
     # one score_batch call, aligned with the rows
-    (completions, scored_rows), = task.calls
+    ((completions, scored_rows),) = task.calls
     assert scored_rows == rows and completions == [c[0] for c in result.completions]
     # identical to calling the sampler directly (greedy: batching does not matter)
     ids_BP, mask_BP = encode_prompts(tok, [r["prompt"] for r in rows])

@@ -17,10 +17,21 @@ from gspo.evaluation import (
 
 def _result(task="addition", n=4, samples=1, accuracy=0.5, pass_k=None, seconds=1.25):
     return EvalResult(
-        task=task, n=n, samples=samples, accuracy=accuracy, pass_at_k=pass_k or {},
-        scores=[[1.0] * samples for _ in range(n)], completions=[["7"] * samples for _ in range(n)],
-        ids=[f"r{i}" for i in range(n)], seconds=seconds, generation_seconds=seconds - 0.25, scoring_seconds=0.25,
-        prompt_tokens=10 * n, completion_tokens=3 * n * samples, finished_fraction=1.0, settings={"seed": 0},
+        task=task,
+        n=n,
+        samples=samples,
+        accuracy=accuracy,
+        pass_at_k=pass_k or {},
+        scores=[[1.0] * samples for _ in range(n)],
+        completions=[["7"] * samples for _ in range(n)],
+        ids=[f"r{i}" for i in range(n)],
+        seconds=seconds,
+        generation_seconds=seconds - 0.25,
+        scoring_seconds=0.25,
+        prompt_tokens=10 * n,
+        completion_tokens=3 * n * samples,
+        finished_fraction=1.0,
+        settings={"seed": 0},
     )
 
 

@@ -101,8 +101,14 @@ def test_unknown_suite_and_missing_file(tmp_path):
 
 def test_category_means_and_overall_from_the_per_task_results():
     accuracies = {"gsm8k": 0.1, "math500": 0.3, "humaneval": 0.5, "arc": 0.2, "hellaswag": 0.4, "rg": 0.9}
-    category_of = {"gsm8k": "math", "math500": "math", "humaneval": "code", "arc": "reasoning",
-                   "hellaswag": "reasoning", "rg": "reasoning"}
+    category_of = {
+        "gsm8k": "math",
+        "math500": "math",
+        "humaneval": "code",
+        "arc": "reasoning",
+        "hellaswag": "reasoning",
+        "rg": "reasoning",
+    }
     scores = suite_scores(accuracies, category_of)
     assert list(scores.categories) == list(CATEGORIES)
     assert scores.categories["math"] == pytest.approx(0.2)
@@ -162,8 +168,16 @@ def test_report_json_and_markdown_carry_the_suite(eval_model_and_tok):
 def test_the_shipped_core_suite():
     core = get_suite("core")
     by_task = {t.task: t for t in core.tasks}
-    assert set(by_task) == {"gsm8k", "math500", "humaneval", "mbpp", "arc_easy", "arc_challenge", "hellaswag",
-                            "reasoning_gym"}
+    assert set(by_task) == {
+        "gsm8k",
+        "math500",
+        "humaneval",
+        "mbpp",
+        "arc_easy",
+        "arc_challenge",
+        "hellaswag",
+        "reasoning_gym",
+    }
     assert {t.category for t in core.tasks} == set(CATEGORIES)
     assert by_task["gsm8k"].category == by_task["math500"].category == "math"
     assert by_task["humaneval"].category == by_task["mbpp"].category == "code"

@@ -26,10 +26,21 @@ def model_dir(tmp_path_factory):
 
 def _base(model_dir, out, **overrides):
     values = dict(
-        model=model_dir, task="addition", max_steps=3, prompts_per_step=4, group_size=4, max_new_tokens=4,
-        num_minibatches=2, learning_rate=5e-2, eval_limit=8, progress=False, num_threads=1,
+        model=model_dir,
+        task="addition",
+        max_steps=3,
+        prompts_per_step=4,
+        group_size=4,
+        max_new_tokens=4,
+        num_minibatches=2,
+        learning_rate=5e-2,
+        eval_limit=8,
+        progress=False,
+        num_threads=1,
         # The task's exact-match reward is 0 for a random model; a dense toy reward gives the runs signal.
-        rewards=["task", "tests.trainer.conftest:count_a_reward"], output_dir=str(out), eval_every=0,
+        rewards=["task", "tests.trainer.conftest:count_a_reward"],
+        output_dir=str(out),
+        eval_every=0,
     )
     values.update(overrides)
     return GSPOConfig(**values)
@@ -52,8 +63,17 @@ def test_report_has_every_field_and_the_figures(report):
         a = rep["algorithms"][algo]
         assert a["clip_range"] == clip  # each algorithm's own paper clip range
         assert a["seeds"] == [0, 1]
-        for key in ("eval_before", "eval_after", "eval_auc", "best_eval", "final_reward", "mean_reward", "clip_frac",
-                    "wall_seconds", "train_seconds"):
+        for key in (
+            "eval_before",
+            "eval_after",
+            "eval_auc",
+            "best_eval",
+            "final_reward",
+            "mean_reward",
+            "clip_frac",
+            "wall_seconds",
+            "train_seconds",
+        ):
             assert a[key]["n"] == 2 and a[key]["mean"] is not None and a[key]["std"] >= 0, (algo, key)
         assert 0 <= a["eval_after"]["mean"] <= 1
         assert a["collapses"] in (0, 1, 2) and a["wall_seconds_total"] > 0
@@ -96,10 +116,36 @@ def test_cli_with_sft_baseline(model_dir, tmp_path, capsys):
     from gspo.cli.main import main
 
     out = tmp_path / "cli"
-    code = main(["compare", "--algos", "gspo,sft", "--seeds", "1", "--model", model_dir, "--max-steps", "2",
-                 "--prompts-per-step", "4", "--group-size", "2", "--max-new-tokens", "4", "--eval-limit", "4",
-                 "--num-minibatches", "2", "--progress", "false", "--num-threads", "1",
-                 "--output-dir", str(out), "--no-plots"])
+    code = main(
+        [
+            "compare",
+            "--algos",
+            "gspo,sft",
+            "--seeds",
+            "1",
+            "--model",
+            model_dir,
+            "--max-steps",
+            "2",
+            "--prompts-per-step",
+            "4",
+            "--group-size",
+            "2",
+            "--max-new-tokens",
+            "4",
+            "--eval-limit",
+            "4",
+            "--num-minibatches",
+            "2",
+            "--progress",
+            "false",
+            "--num-threads",
+            "1",
+            "--output-dir",
+            str(out),
+            "--no-plots",
+        ]
+    )
     assert code == 0
     assert "report:" in capsys.readouterr().out
     rep = json.loads((out / "report.json").read_text())

@@ -8,7 +8,6 @@ import torch
 from gspo.losses import ALGORITHMS, LOSS_LEVELS, aggregate, kl_k3, policy_loss
 
 
-
 @pytest.fixture(autouse=True)
 def _float64_default():
     """These tests run in float64 for tight tolerances; restore the default afterwards."""
@@ -16,6 +15,7 @@ def _float64_default():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(previous)
+
 
 # A small hand-checkable case: two responses of lengths 3 and 2.
 LOGP = [[-1.0, -2.0, -0.5], [-0.3, -0.7, 0.0]]
@@ -26,7 +26,12 @@ ADV = [1.0, -1.0]
 
 def _case():
     logp = torch.tensor(LOGP, dtype=torch.float64, requires_grad=True)
-    return logp, torch.tensor(OLD, dtype=torch.float64), torch.tensor(ADV, dtype=torch.float64), torch.tensor(MASK).bool()
+    return (
+        logp,
+        torch.tensor(OLD, dtype=torch.float64),
+        torch.tensor(ADV, dtype=torch.float64),
+        torch.tensor(MASK).bool(),
+    )
 
 
 # ---------------------------------------------------------------- hand-computed values
@@ -200,14 +205,23 @@ def test_on_policy_gspo_gradient_equals_seq_mean_grpo(seed):
 def test_microbatch_split_invariance_with_global_normalizer(level, aggregation):
     logp, old, adv, mask, _ = _random_case(7, B=8, T=5, spread=0.3)
     full_logp = logp.detach().clone().requires_grad_(True)
-    loss_full, _ = policy_loss(full_logp, old, adv, mask, level=level, aggregation=aggregation, clip_low=0.1, clip_high=0.1)
+    loss_full, _ = policy_loss(
+        full_logp, old, adv, mask, level=level, aggregation=aggregation, clip_low=0.1, clip_high=0.1
+    )
     loss_full.backward()
     normalizer = mask.sum() if aggregation == "token-mean" else logp.shape[0]
     total = 0.0
     for idx in (slice(0, 1), slice(1, 4), slice(4, 8)):
         part, _ = policy_loss(
-            logp[idx], old[idx], adv[idx], mask[idx], level=level, aggregation=aggregation,
-            normalizer=normalizer, clip_low=0.1, clip_high=0.1,
+            logp[idx],
+            old[idx],
+            adv[idx],
+            mask[idx],
+            level=level,
+            aggregation=aggregation,
+            normalizer=normalizer,
+            clip_low=0.1,
+            clip_high=0.1,
         )
         part.backward()
         total = total + part.detach()

@@ -12,8 +12,8 @@ from gspo.models.embedded import (
     PretrainConfig,
     build_tokenizer,
     embedded_model_path,
-    probe_misconception,
     pretrain_embedded_model,
+    probe_misconception,
     teacher_answers,
 )
 from gspo.tasks.arithmetic import AdditionTask, split_pairs

@@ -7,8 +7,8 @@ import torch
 from gspo.config import GSPOConfig
 from gspo.models.loading import load_model_and_tokenizer
 from gspo.models.lora import apply_lora, load_adapter_model, merge_adapter, reference_context
-from gspo.trainer import GSPOTrainer
 from gspo.sampling.scoring import completion_logprobs
+from gspo.trainer import GSPOTrainer
 from tests.helpers_tiny import tiny_model_and_tokenizer
 from tests.trainer.conftest import count_a_reward, make_rows
 
@@ -22,8 +22,19 @@ def _saved_tiny(tmp_path):
 
 
 def _cfg(tmp_path, **kw):
-    base = dict(model="tiny", prompts_per_step=4, group_size=4, max_new_tokens=6, micro_batch_size=8, learning_rate=5e-2,
-                max_steps=3, output_dir=str(tmp_path / "run"), eval_limit=0, progress=False, lora_r=4)
+    base = dict(
+        model="tiny",
+        prompts_per_step=4,
+        group_size=4,
+        max_new_tokens=6,
+        micro_batch_size=8,
+        learning_rate=5e-2,
+        max_steps=3,
+        output_dir=str(tmp_path / "run"),
+        eval_limit=0,
+        progress=False,
+        lora_r=4,
+    )
     base.update(kw)
     return GSPOConfig(**base)
 
@@ -72,8 +83,13 @@ def test_adapter_save_load_and_merge_give_the_same_logprobs(tmp_path):
 
 def test_lora_run_resumes_from_an_adapter_checkpoint(tmp_path):
     model, tok = _saved_tiny(tmp_path)
-    GSPOTrainer(apply_lora(model, r=4, alpha=16, dropout=0.0, target_modules="all-linear"), tok, [count_a_reward],
-                make_rows(), _cfg(tmp_path / "a", max_steps=2)).train()
+    GSPOTrainer(
+        apply_lora(model, r=4, alpha=16, dropout=0.0, target_modules="all-linear"),
+        tok,
+        [count_a_reward],
+        make_rows(),
+        _cfg(tmp_path / "a", max_steps=2),
+    ).train()
     ref_model, _ = _saved_tiny(tmp_path / "x")
     full = apply_lora(ref_model, r=4, alpha=16, dropout=0.0, target_modules="all-linear")
     GSPOTrainer(full, tok, [count_a_reward], make_rows(), _cfg(tmp_path / "b", max_steps=2, save_steps=1)).train()
@@ -81,7 +97,7 @@ def test_lora_run_resumes_from_an_adapter_checkpoint(tmp_path):
     resumed = apply_lora(model_c, r=4, alpha=16, dropout=0.0, target_modules="all-linear")
     trainer = GSPOTrainer(resumed, tok, [count_a_reward], make_rows(), _cfg(tmp_path / "b", max_steps=2, resume=True))
     assert trainer.train()["steps"] == 2
-    for (k, v), (k2, v2) in zip(full.state_dict().items(), resumed.state_dict().items()):
+    for (_k, v), (_k2, v2) in zip(full.state_dict().items(), resumed.state_dict().items()):
         torch.testing.assert_close(v, v2, rtol=0, atol=1e-6)
 
 

@@ -59,5 +59,5 @@ def test_prepare_smollm2_for_real(tmp_path):
         logits = model(**batch).logits
         assert logits.shape == (1, batch["input_ids"].shape[1], model.config.vocab_size) == (1, logits.shape[1], 49152)
         out = model.generate(**batch, max_new_tokens=12, do_sample=False)
-    answer = tokenizer.decode(out[0, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    answer = tokenizer.decode(out[0, batch["input_ids"].shape[1] :], skip_special_tokens=True)
     assert "5" in answer, answer

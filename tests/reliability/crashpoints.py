@@ -44,7 +44,17 @@ import signal
 import sys
 
 ENV, MARKER_ENV, ACTION_ENV = "GSPO_CRASH", "GSPO_CRASH_MARKER", "GSPO_CRASH_ACTION"
-PHASES = ("sample", "reward", "optimizer", "ckpt-begin", "ckpt-weights", "ckpt-fsync", "ckpt-manifest", "ckpt-rename", "prune")
+PHASES = (
+    "sample",
+    "reward",
+    "optimizer",
+    "ckpt-begin",
+    "ckpt-weights",
+    "ckpt-fsync",
+    "ckpt-manifest",
+    "ckpt-rename",
+    "prune",
+)
 _DEFAULT_ORDINAL = {"sample": 2, "optimizer": 2, "prune": 2}
 _SPEC_RE = re.compile(r"^(?P<phase>[a-z-]+)@(?P<step>\d+|final)(?:#(?P<n>\d+))?$")
 _TMP_RE = re.compile(r"^\.(?P<name>step-\d{6}|final|best)\.tmp-")

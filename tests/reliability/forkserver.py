@@ -140,8 +140,14 @@ class ForkServer:
         self._n = 0
         self._log = open(self.workdir / "zygote.stderr", "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-u", "-m", "tests.reliability.forkserver"], cwd=ROOT, env=child_env(),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True, bufsize=1,
+            [sys.executable, "-u", "-m", "tests.reliability.forkserver"],
+            cwd=ROOT,
+            env=child_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            bufsize=1,
         )
         hello = self._read(start_timeout)
         assert "ready" in hello, hello
@@ -158,7 +164,13 @@ class ForkServer:
     def run(self, argv: list[str], env: dict[str, str] | None = None, timeout: float = 120) -> Run:
         self._n += 1
         out, err = self.workdir / f"run{self._n}.stdout", self.workdir / f"run{self._n}.stderr"
-        job = {"argv": [str(a) for a in argv], "env": env or {}, "stdout": str(out), "stderr": str(err), "timeout": timeout}
+        job = {
+            "argv": [str(a) for a in argv],
+            "env": env or {},
+            "stdout": str(out),
+            "stderr": str(err),
+            "timeout": timeout,
+        }
         self.proc.stdin.write(json.dumps(job) + "\n")
         self.proc.stdin.flush()
         reply = self._read(timeout + 30)

@@ -31,22 +31,72 @@ from gspo.tasks.jsonl import JSONLTask
 pytestmark = pytest.mark.timeout(180)
 
 FIELDS = [f.name for f in dataclasses.fields(GSPOConfig)]
-SETTINGS = settings(max_examples=80, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=80,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 # ============================================================================================ config
-_specials = st.sampled_from([
-    "none", "null", "None", "", " ", "true", "false", "yes", "off", "1", "0", "-1", "2", "1e3", "1.5", "-0.0", "nan",
-    "inf", "-inf", "1e400", "gspo", "grpo", "gspo-token", "cpu", "cuda", "cuda:1", "auto", "raise", "zero", "a,b",
-    "task", "token-mean", "cosine", "recompute", "float32", "bfloat16", "yes", "no", "all-linear",
-])
-_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**15, 10**15), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=12), _specials,
+_specials = st.sampled_from(
+    [
+        "none",
+        "null",
+        "None",
+        "",
+        " ",
+        "true",
+        "false",
+        "yes",
+        "off",
+        "1",
+        "0",
+        "-1",
+        "2",
+        "1e3",
+        "1.5",
+        "-0.0",
+        "nan",
+        "inf",
+        "-inf",
+        "1e400",
+        "gspo",
+        "grpo",
+        "gspo-token",
+        "cpu",
+        "cuda",
+        "cuda:1",
+        "auto",
+        "raise",
+        "zero",
+        "a,b",
+        "task",
+        "token-mean",
+        "cosine",
+        "recompute",
+        "float32",
+        "bfloat16",
+        "yes",
+        "no",
+        "all-linear",
+    ]
 )
-_values = st.one_of(_scalars, st.lists(_scalars, max_size=3), st.dictionaries(st.text(max_size=3), _scalars, max_size=2),
-                    st.tuples(_scalars, _scalars))
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**15), 10**15),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    _specials,
+)
+_values = st.one_of(
+    _scalars,
+    st.lists(_scalars, max_size=3),
+    st.dictionaries(st.text(max_size=3), _scalars, max_size=2),
+    st.tuples(_scalars, _scalars),
+)
 _keys = st.one_of(st.sampled_from(FIELDS), st.sampled_from([f.replace("_", "-") for f in FIELDS if "_" in f]))
 
 
@@ -87,8 +137,11 @@ def test_one_or_two_bad_fields_in_a_good_config_are_named(d):
         assert outcome.field in FIELDS
         touched = {k.replace("-", "_") for k in d}
         # the error names a field that was changed, or one whose constraint involves a changed field
-        related = {"num_minibatches": {"prompts_per_step", "group_size"}, "reward_weights": {"rewards"},
-                   "load_in_4bit": {"lora_r"}}
+        related = {
+            "num_minibatches": {"prompts_per_step", "group_size"},
+            "reward_weights": {"rewards"},
+            "load_in_4bit": {"lora_r"},
+        }
         assert outcome.field in touched or related.get(outcome.field, set()) & touched, (outcome, d)
 
 
@@ -133,8 +186,11 @@ def test_non_finite_reward_weights_are_a_config_error(weight):
 
 
 @SETTINGS
-@given(d=st.dictionaries(st.one_of(st.integers(), st.booleans(), st.none(), st.floats(allow_nan=False)), _scalars,
-                         min_size=1, max_size=2))
+@given(
+    d=st.dictionaries(
+        st.one_of(st.integers(), st.booleans(), st.none(), st.floats(allow_nan=False)), _scalars, min_size=1, max_size=2
+    )
+)
 def test_non_string_keys_are_a_config_error(d):
     with pytest.raises(ConfigError):
         from_dict(GSPOConfig, d)
@@ -147,16 +203,19 @@ def test_binary_config_file_is_a_config_error(tmp_path):
         load_config(str(path))
 
 
-@pytest.mark.parametrize("content, message", [
-    ("max_steps: [1, 2\n", "is not valid YAML"),
-    ("- just\n- a list\n", "must hold a mapping of field: value, got list"),
-    ("group_size: 1\n", "group_size: must be >= 2"),
-    ("algorithm: ppo\n", "algorithm: must be one of"),
-    ("learning_rate: .nan\n", "learning_rate: must be a finite number"),
-    ("max_steps: 1.5\n", "max_steps: must be an integer, got 1.5"),
-    ("resume: maybe\n", "resume: must be true or false"),
-    ("rewards: {a: 1}\n", "rewards: must be a list"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("max_steps: [1, 2\n", "is not valid YAML"),
+        ("- just\n- a list\n", "must hold a mapping of field: value, got list"),
+        ("group_size: 1\n", "group_size: must be >= 2"),
+        ("algorithm: ppo\n", "algorithm: must be one of"),
+        ("learning_rate: .nan\n", "learning_rate: must be a finite number"),
+        ("max_steps: 1.5\n", "max_steps: must be an integer, got 1.5"),
+        ("resume: maybe\n", "resume: must be true or false"),
+        ("rewards: {a: 1}\n", "rewards: must be a list"),
+    ],
+)
 def test_bad_yaml_config_files_are_config_errors(tmp_path, content, message):
     path = tmp_path / "config.yaml"
     path.write_text(content)
@@ -174,7 +233,9 @@ HUGE = {  # huge lines, expanded in the test (a compact repr keeps hypothesis' r
     "<huge-unterminated>": '{"prompt": "' + "x" * 100_000,
 }
 _prompt_text = st.text(min_size=1, max_size=30).filter(lambda s: s.strip())
-_json_scalar = st.one_of(st.none(), st.booleans(), st.integers(-1000, 1000), st.floats(allow_nan=False), st.text(max_size=8))
+_json_scalar = st.one_of(
+    st.none(), st.booleans(), st.integers(-1000, 1000), st.floats(allow_nan=False), st.text(max_size=8)
+)
 
 
 def _dumps(obj, ascii_only: bool) -> str:
@@ -183,23 +244,39 @@ def _dumps(obj, ascii_only: bool) -> str:
 
 _good_line = st.builds(
     lambda prompt, extra, ascii_only: (_dumps({"prompt": prompt, **extra}, ascii_only), "ok"),
-    _prompt_text, st.dictionaries(st.sampled_from(["answer", "id", "meta", "choices"]), _json_scalar, max_size=2), st.booleans(),
+    _prompt_text,
+    st.dictionaries(st.sampled_from(["answer", "id", "meta", "choices"]), _json_scalar, max_size=2),
+    st.booleans(),
 )
 _bad_line = st.one_of(
-    st.builds(lambda p: (_dumps({"prompt": p}, True)[:-1], "syntax"), _prompt_text),                 # truncated object
-    st.builds(lambda s: ("{" + s, "syntax"), st.text(alphabet="abc:,[]\" ", max_size=10)),           # garbage
-    st.builds(lambda v: (json.dumps(v), "syntax"), st.one_of(_json_scalar, st.lists(_json_scalar, max_size=2))),  # not an object
+    st.builds(lambda p: (_dumps({"prompt": p}, True)[:-1], "syntax"), _prompt_text),  # truncated object
+    st.builds(lambda s: ("{" + s, "syntax"), st.text(alphabet='abc:,[]" ', max_size=10)),  # garbage
+    st.builds(
+        lambda v: (json.dumps(v), "syntax"), st.one_of(_json_scalar, st.lists(_json_scalar, max_size=2))
+    ),  # not an object
     st.just(("<huge-unterminated>", "syntax")),
     st.just(("\ufeff" + json.dumps({"prompt": "with a byte order mark"}), "syntax")),
-    st.builds(lambda v: (json.dumps({"question": v}), "content"), _json_scalar),                      # no prompt
-    st.builds(lambda v: (json.dumps({"prompt": v}), "content"),                                       # prompt of a wrong type
-              st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.lists(_json_scalar, max_size=2),
-                        st.dictionaries(st.text(max_size=3), _json_scalar, max_size=2))),
-    st.builds(lambda ws: (json.dumps({"prompt": ws}), "content"), st.sampled_from(["", " ", "\t\n", "\u3000 "])),  # blank prompt
-    st.just((json.dumps({"prompt": [{"role": "user", "content": "hi"}]}), "content")),               # chat list, chat=False
+    st.builds(lambda v: (json.dumps({"question": v}), "content"), _json_scalar),  # no prompt
+    st.builds(
+        lambda v: (json.dumps({"prompt": v}), "content"),  # prompt of a wrong type
+        st.one_of(
+            st.none(),
+            st.booleans(),
+            st.integers(),
+            st.floats(allow_nan=False),
+            st.lists(_json_scalar, max_size=2),
+            st.dictionaries(st.text(max_size=3), _json_scalar, max_size=2),
+        ),
+    ),
+    st.builds(
+        lambda ws: (json.dumps({"prompt": ws}), "content"), st.sampled_from(["", " ", "\t\n", "\u3000 "])
+    ),  # blank prompt
+    st.just((json.dumps({"prompt": [{"role": "user", "content": "hi"}]}), "content")),  # chat list, chat=False
 )
 _blank_line = st.sampled_from([("", "blank"), (" ", "blank"), ("\t", "blank")])
-_lines = st.lists(st.one_of(_good_line, _good_line, _bad_line, _blank_line, st.just(("<huge-valid>", "ok"))), max_size=8)
+_lines = st.lists(
+    st.one_of(_good_line, _good_line, _bad_line, _blank_line, st.just(("<huge-valid>", "ok"))), max_size=8
+)
 
 
 def _expected_bad_line(lines):
@@ -251,7 +328,9 @@ def test_read_jsonl_checks_column_presence_and_type_per_line(tmp_path_factory, a
     except DataError as exc:
         assert first_bad is not None
         a = answers[first_bad - 1]
-        expected = ("missing column 'answer'" if a == "<missing>" else f"column 'answer' must be str, got {type(a).__name__}")
+        expected = (
+            "missing column 'answer'" if a == "<missing>" else f"column 'answer' must be str, got {type(a).__name__}"
+        )
         assert str(exc).startswith(f"{path}:{first_bad}: {expected}"), str(exc)
         return
     assert first_bad is None and [r["answer"] for _, r in out] == answers
@@ -265,8 +344,13 @@ def tiny():
 
 
 @settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(prompts=st.lists(_prompt_text | st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=400).filter(str.strip),
-                        min_size=1, max_size=4))
+@given(
+    prompts=st.lists(
+        _prompt_text | st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=400).filter(str.strip),
+        min_size=1,
+        max_size=4,
+    )
+)
 def test_rows_that_load_become_tensors_and_samples_without_error(tiny, tmp_path_factory, prompts):
     """Whatever text passed the loader reaches the model: tokenize, truncate, sample -- no torch error."""
     import torch
@@ -279,16 +363,27 @@ def test_rows_that_load_become_tensors_and_samples_without_error(tiny, tmp_path_
     rows = JSONLTask().load("train", path=str(path))
     ids, mask = encode_prompts(tok, [r["prompt"] for r in rows], max_prompt_tokens=64)
     eos, pad = special_token_ids(tok, model)
-    roll = sample(model, ids, mask, max_new_tokens=3, temperature=1.0, eos_token_ids=eos, pad_token_id=pad,
-                  generator=torch.Generator().manual_seed(0))
+    roll = sample(
+        model,
+        ids,
+        mask,
+        max_new_tokens=3,
+        temperature=1.0,
+        eos_token_ids=eos,
+        pad_token_id=pad,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert roll.completion_ids_BT.shape[0] == len(rows) and ids.shape[1] <= 64
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "empty file (no JSON rows)"),
-    (b"\n  \n\t\n", "empty file (no JSON rows)"),
-    (b'{"prompt": "ok"}\n\xff\xfe bad bytes\n', "unreadable"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "empty file (no JSON rows)"),
+        (b"\n  \n\t\n", "empty file (no JSON rows)"),
+        (b'{"prompt": "ok"}\n\xff\xfe bad bytes\n', "unreadable"),
+    ],
+)
 def test_empty_and_undecodable_files_name_the_file(tmp_path, content, message):
     path = tmp_path / "train.jsonl"
     path.write_bytes(content)
@@ -296,8 +391,9 @@ def test_empty_and_undecodable_files_name_the_file(tmp_path, content, message):
         JSONLTask().load("train", path=str(path))
 
 
-@pytest.mark.parametrize("content", [b"this is not gzip", gzip.compress(b'{"prompt": "a"}\n' * 50)[:-12]],
-                         ids=["not-gzip", "truncated-gzip"])
+@pytest.mark.parametrize(
+    "content", [b"this is not gzip", gzip.compress(b'{"prompt": "a"}\n' * 50)[:-12]], ids=["not-gzip", "truncated-gzip"]
+)
 def test_broken_gzip_files_are_data_errors_naming_the_file(tmp_path, content):
     path = tmp_path / "train.jsonl.gz"
     path.write_bytes(content)
@@ -312,7 +408,9 @@ def test_missing_file_and_directory_without_the_split_name_the_path(tmp_path):
         JSONLTask().load("train", path=str(tmp_path))
 
 
-@pytest.mark.parametrize("line", ["[" * 100_000, '{"prompt": "x", "n": 1' + "0" * 5000 + "}"], ids=["deep-nesting", "huge-int"])
+@pytest.mark.parametrize(
+    "line", ["[" * 100_000, '{"prompt": "x", "n": 1' + "0" * 5000 + "}"], ids=["deep-nesting", "huge-int"]
+)
 def test_pathological_json_lines_are_data_errors_naming_the_line(tmp_path, line):
     path = tmp_path / "train.jsonl"
     path.write_text('{"prompt": "fine"}\n' + line + "\n")
@@ -336,8 +434,25 @@ def test_bad_data_through_the_cli_is_one_error_line_not_a_traceback(tmp_path, ca
     tok.save_pretrained(tmp_path / "model")
     data = tmp_path / "train.jsonl"
     data.write_text('{"prompt": "1+1=", "answer": "2"}\n{"prompt": "2+2=", "answer": "4"\n')
-    rc = main(["train", "--model", str(tmp_path / "model"), "--task", "jsonl", "--data-path", str(data), "--eval-limit", "0",
-               "--output-dir", str(tmp_path / "run"), "--progress", "false", "--chat", "no"])
+    rc = main(
+        [
+            "train",
+            "--model",
+            str(tmp_path / "model"),
+            "--task",
+            "jsonl",
+            "--data-path",
+            str(data),
+            "--eval-limit",
+            "0",
+            "--output-dir",
+            str(tmp_path / "run"),
+            "--progress",
+            "false",
+            "--chat",
+            "no",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2
     assert f"gspo train: error: {data}:2: invalid JSON" in err and "Traceback" not in err

@@ -45,13 +45,44 @@ RESUMED_RE = re.compile(r"resumed from (\S+) at step (\d+)")
 pytestmark = pytest.mark.timeout(600)
 
 
-def train_args(model_dir: Path, out: Path, *, max_steps: int = STEPS, resume: bool = False, save_steps: int = 1) -> list[str]:
+def train_args(
+    model_dir: Path, out: Path, *, max_steps: int = STEPS, resume: bool = False, save_steps: int = 1
+) -> list[str]:
     return [
-        "train", "--model", model_dir, "--task", "addition", "--rewards", "tests.reliability.crashpoints:reward",
-        "--max-steps", max_steps, "--prompts-per-step", 2, "--group-size", 4, "--max-new-tokens", 4,
-        "--num-minibatches", 2, "--micro-batch-size", 8, "--learning-rate", 0.01, "--seed", 3, "--eval-limit", 0,
-        "--save-steps", save_steps, "--progress", "false", "--num-threads", 1,
-        "--output-dir", out, *(["--resume", "true"] if resume else []),
+        "train",
+        "--model",
+        model_dir,
+        "--task",
+        "addition",
+        "--rewards",
+        "tests.reliability.crashpoints:reward",
+        "--max-steps",
+        max_steps,
+        "--prompts-per-step",
+        2,
+        "--group-size",
+        4,
+        "--max-new-tokens",
+        4,
+        "--num-minibatches",
+        2,
+        "--micro-batch-size",
+        8,
+        "--learning-rate",
+        0.01,
+        "--seed",
+        3,
+        "--eval-limit",
+        0,
+        "--save-steps",
+        save_steps,
+        "--progress",
+        "false",
+        "--num-threads",
+        1,
+        "--output-dir",
+        out,
+        *(["--resume", "true"] if resume else []),
     ]
 
 
@@ -88,7 +119,9 @@ def baseline(server, model_dir, work) -> dict[str, torch.Tensor]:
     moved = max(float((final[k] - initial[k]).abs().max()) for k in final)
     assert moved > 1e-3, "training must move the weights, or the comparison below proves nothing"
     last_periodic = load_file(str(out / "checkpoints" / f"step-{STEPS - 1:06d}" / "model.safetensors"))
-    assert max(float((final[k] - last_periodic[k]).abs().max()) for k in final) > 1e-4, "each step must move the weights"
+    assert max(float((final[k] - last_periodic[k]).abs().max()) for k in final) > 1e-4, (
+        "each step must move the weights"
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == STEPS and summary["optimizer_steps"] == 2 * STEPS and summary["skipped_steps"] == 0
     return final
@@ -99,7 +132,9 @@ def crash(server, model_dir, out: Path, spec: str, **kwargs):
     marker = out.parent / f"{out.name}.{spec.replace('@', '_').replace('#', '_')}.marker"
     marker.unlink(missing_ok=True)
     run = server.run(train_args(model_dir, out, **kwargs), env={"GSPO_CRASH": spec, "GSPO_CRASH_MARKER": str(marker)})
-    assert run.returncode == -signal.SIGKILL, f"{spec}: expected death by SIGKILL, got rc={run.returncode}\n{run.stderr[-3000:]}"
+    assert run.returncode == -signal.SIGKILL, (
+        f"{spec}: expected death by SIGKILL, got rc={run.returncode}\n{run.stderr[-3000:]}"
+    )
     fired = marker.read_text()
     assert fired.split("#")[0] == spec.split("#")[0], (spec, fired)
     return run
@@ -117,8 +152,13 @@ def resumed_from(run) -> tuple[str, int] | None:
 
 
 def leftovers(out: Path) -> list[str]:
-    return sorted(p.name for parent in (out, out / "checkpoints") if parent.is_dir()
-                  for p in parent.iterdir() if ".tmp-" in p.name or ".old-" in p.name)
+    return sorted(
+        p.name
+        for parent in (out, out / "checkpoints")
+        if parent.is_dir()
+        for p in parent.iterdir()
+        if ".tmp-" in p.name or ".old-" in p.name
+    )
 
 
 def assert_complete_checkpoints_only(out: Path, being_pruned: str | None = None) -> None:
@@ -152,19 +192,19 @@ def assert_matches_baseline(out: Path, baseline: dict[str, torch.Tensor], period
 # (crash point, newest complete periodic checkpoint left on disk = the step resume must continue from,
 #  temp folder expected on disk after the crash)
 CASES = [
-    ("sample@1#1", None, None),        # prefill of the very first rollout: nothing saved yet -> from scratch
-    ("sample@2", 1, None),             # first decode step of step 2's rollout (KV cache live)
-    ("reward@3", 2, None),             # rollout of step 3 done, scoring it
-    ("optimizer@3", 2, None),          # between the two minibatch updates of step 3 (half-updated in memory)
-    ("optimizer@4#1", 3, None),        # before the first update of step 4
-    ("ckpt-begin@2", 1, "step-000002"),     # temp folder created, still empty
-    ("ckpt-weights@3", 2, "step-000003"),   # weights written, tokenizer and trainer state not
-    ("ckpt-fsync@3", 2, "step-000003"),     # everything written, nothing fsynced, no manifest
+    ("sample@1#1", None, None),  # prefill of the very first rollout: nothing saved yet -> from scratch
+    ("sample@2", 1, None),  # first decode step of step 2's rollout (KV cache live)
+    ("reward@3", 2, None),  # rollout of step 3 done, scoring it
+    ("optimizer@3", 2, None),  # between the two minibatch updates of step 3 (half-updated in memory)
+    ("optimizer@4#1", 3, None),  # before the first update of step 4
+    ("ckpt-begin@2", 1, "step-000002"),  # temp folder created, still empty
+    ("ckpt-weights@3", 2, "step-000003"),  # weights written, tokenizer and trainer state not
+    ("ckpt-fsync@3", 2, "step-000003"),  # everything written, nothing fsynced, no manifest
     ("ckpt-manifest@4", 3, "step-000004"),  # manifest about to be written
-    ("ckpt-rename@3", 2, "step-000003"),    # complete temp folder not yet renamed into place
-    ("prune@4", 4, None),              # half-way through deleting step-000002 after step 4's save
-    ("ckpt-manifest@final", 4, "final"),    # final checkpoint half-written
-    ("ckpt-rename@final", 4, "final"),      # final complete in its temp folder, not renamed
+    ("ckpt-rename@3", 2, "step-000003"),  # complete temp folder not yet renamed into place
+    ("prune@4", 4, None),  # half-way through deleting step-000002 after step 4's save
+    ("ckpt-manifest@final", 4, "final"),  # final checkpoint half-written
+    ("ckpt-rename@final", 4, "final"),  # final complete in its temp folder, not renamed
 ]
 
 
@@ -176,7 +216,9 @@ def test_sigkill_then_resume_matches_uninterrupted_run(server, model_dir, baseli
     # --- what the crash left on disk
     assert not (out / "final").exists()
     assert_complete_checkpoints_only(out, being_pruned="step-000002" if spec.startswith("prune") else None)
-    periodic = sorted(int(p.name[5:]) for p in (out / "checkpoints").glob("step-*")) if (out / "checkpoints").is_dir() else []
+    periodic = (
+        sorted(int(p.name[5:]) for p in (out / "checkpoints").glob("step-*")) if (out / "checkpoints").is_dir() else []
+    )
     assert (max(periodic) if periodic else None) == resume_step, periodic
     assert len(periodic) <= 2 + spec.startswith("prune")
     tmp = leftovers(out)
@@ -242,7 +284,9 @@ def _state(pid: int) -> str:
         return "gone"
 
 
-def test_plain_cli_killed_from_outside_mid_checkpoint_then_corrupted_newest_falls_back(server, model_dir, baseline, work):
+def test_plain_cli_killed_from_outside_mid_checkpoint_then_corrupted_newest_falls_back(
+    server, model_dir, baseline, work
+):
     """``python -m gspo train`` as a user runs it; SIGKILL sent from outside while a temp folder exists.
 
     The child freezes itself (SIGSTOP) at the moment step 4's manifest is about to be written, so the
@@ -252,8 +296,9 @@ def test_plain_cli_killed_from_outside_mid_checkpoint_then_corrupted_newest_fall
     the fork server: one cold ``python -m gspo`` start costs ~25 s of CI time on a loaded machine.)
     """
     out = work / "plain"
-    env = child_env({"GSPO_CRASH": "ckpt-manifest@4", "GSPO_CRASH_ACTION": "stop",
-                     "GSPO_CRASH_MARKER": str(work / "plain.marker")})
+    env = child_env(
+        {"GSPO_CRASH": "ckpt-manifest@4", "GSPO_CRASH_ACTION": "stop", "GSPO_CRASH_MARKER": str(work / "plain.marker")}
+    )
     argv = [sys.executable, "-m", "gspo", *map(str, train_args(model_dir, out))]
     with open(work / "plain-1.stderr", "w") as err:
         proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
@@ -261,7 +306,9 @@ def test_plain_cli_killed_from_outside_mid_checkpoint_then_corrupted_newest_fall
             deadline = time.monotonic() + 240
             while _state(proc.pid) not in ("T", "t") and proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.05)
-            assert _state(proc.pid) in ("T", "t"), f"never reached the crash point: {(work / 'plain-1.stderr').read_text()[-2000:]}"
+            assert _state(proc.pid) in ("T", "t"), (
+                f"never reached the crash point: {(work / 'plain-1.stderr').read_text()[-2000:]}"
+            )
             tmp = list((out / "checkpoints").glob(".step-000004.tmp-*"))
             assert len(tmp) == 1 and not (tmp[0] / "manifest.json").exists()
             os.kill(proc.pid, signal.SIGKILL)  # from outside, mid checkpoint write
@@ -277,12 +324,20 @@ def test_plain_cli_killed_from_outside_mid_checkpoint_then_corrupted_newest_fall
     for i in range(len(data) - 64, len(data) - 32):  # flip bytes inside the tensor data, size unchanged
         data[i] ^= 0xFF
     weights.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match=re.escape(f"checkpoint {newest} is corrupted: model.safetensors does not match its checksum")):
+    with pytest.raises(
+        CheckpointError,
+        match=re.escape(f"checkpoint {newest} is corrupted: model.safetensors does not match its checksum"),
+    ):
         verify_checkpoint(newest)
 
     res = resume(server, model_dir, out)
-    assert f"checkpoint {newest} is corrupted: model.safetensors does not match its checksum; falling back to an earlier checkpoint" in res.stderr
-    assert re.search(rf"resumed from {re.escape(str(out / 'checkpoints' / 'step-000002'))} at step 2\b", res.stderr), res.stderr[-3000:]
+    assert (
+        f"checkpoint {newest} is corrupted: model.safetensors does not match its checksum; falling back to an earlier checkpoint"
+        in res.stderr
+    )
+    assert re.search(rf"resumed from {re.escape(str(out / 'checkpoints' / 'step-000002'))} at step 2\b", res.stderr), (
+        res.stderr[-3000:]
+    )
     assert_matches_baseline(out, baseline)
 
 
@@ -307,13 +362,21 @@ def _flip(path: Path, offset: int = -40) -> None:
 
 DAMAGE = {
     "weights-bitflip": (lambda d: _flip(d / "model.safetensors"), "model.safetensors does not match its checksum"),
-    "weights-truncated": (lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:100]),
-                          "model.safetensors does not match its checksum"),
+    "weights-truncated": (
+        lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:100]),
+        "model.safetensors does not match its checksum",
+    ),
     "state-bitflip": (lambda d: _flip(d / "trainer_state.pt", 200), "trainer_state.pt does not match its checksum"),
     "tokenizer-missing": (lambda d: (d / "tokenizer.json").unlink(), "tokenizer.json is missing"),
     "manifest-missing": (lambda d: (d / "manifest.json").unlink(), "is incomplete: no manifest.json"),
-    "manifest-torn": (lambda d: (d / "manifest.json").write_text((d / "manifest.json").read_text()[:50]), "unreadable manifest.json"),
-    "manifest-binary": (lambda d: (d / "manifest.json").write_bytes(b"\xff\xfe\x00garbage"), "unreadable manifest.json"),
+    "manifest-torn": (
+        lambda d: (d / "manifest.json").write_text((d / "manifest.json").read_text()[:50]),
+        "unreadable manifest.json",
+    ),
+    "manifest-binary": (
+        lambda d: (d / "manifest.json").write_bytes(b"\xff\xfe\x00garbage"),
+        "unreadable manifest.json",
+    ),
 }
 
 
@@ -341,8 +404,15 @@ def test_trainer_load_refuses_a_corrupted_checkpoint_before_touching_the_model(p
     _flip(newest / "model.safetensors")
     model, tok = tiny_model_and_tokenizer(chat=False)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    cfg = GSPOConfig(model="tiny", prompts_per_step=2, group_size=4, num_minibatches=2, output_dir=str(tmp_path / "o"),
-                     eval_limit=0, progress=False)
+    cfg = GSPOConfig(
+        model="tiny",
+        prompts_per_step=2,
+        group_size=4,
+        num_minibatches=2,
+        output_dir=str(tmp_path / "o"),
+        eval_limit=0,
+        progress=False,
+    )
     trainer = GSPOTrainer(model, tok, [reward], [{"prompt": "1+1="}], cfg)
     with pytest.raises(CheckpointError, match="step-000004"):
         trainer.load(newest)
@@ -377,9 +447,12 @@ _json_values = st.recursive(
 _manifests = st.one_of(
     st.binary(max_size=200),
     _json_values.map(lambda v: json.dumps(v).encode()),
-    st.dictionaries(st.sampled_from(["format", "step", "files"]), _json_values, max_size=3).map(lambda v: json.dumps(v).encode()),
-    st.dictionaries(st.sampled_from(["model.safetensors", "trainer_state.pt", "../x", ""]), _json_values, max_size=3)
-    .map(lambda files: json.dumps({"format": 1, "step": 4, "files": files}).encode()),
+    st.dictionaries(st.sampled_from(["format", "step", "files"]), _json_values, max_size=3).map(
+        lambda v: json.dumps(v).encode()
+    ),
+    st.dictionaries(
+        st.sampled_from(["model.safetensors", "trainer_state.pt", "../x", ""]), _json_values, max_size=3
+    ).map(lambda files: json.dumps({"format": 1, "step": 4, "files": files}).encode()),
 )
 
 

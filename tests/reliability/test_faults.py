@@ -125,14 +125,18 @@ def test_reward_that_raises_stops_the_run_naming_it_and_leaves_resumable_checkpo
 
     model, tok = tiny_model_and_tokenizer(chat=False)
     trainer = GSPOTrainer(model, tok, [flaky_reward], rows(), config(tmp_path, max_steps=4, save_steps=1))
-    with pytest.raises(RewardError, match=r"reward function 'flaky_reward' raised ZeroDivisionError: division by zero in user code") as err:
+    with pytest.raises(
+        RewardError, match=r"reward function 'flaky_reward' raised ZeroDivisionError: division by zero in user code"
+    ) as err:
         trainer.train()
     assert isinstance(err.value.__cause__, ZeroDivisionError)
     assert not (tmp_path / "run" / "final").exists()
     assert latest_checkpoint(tmp_path / "run") == tmp_path / "run" / "checkpoints" / "step-000002"
 
     model2, tok2 = tiny_model_and_tokenizer(chat=False)
-    summary = GSPOTrainer(model2, tok2, [count_reward], rows(), config(tmp_path, max_steps=4, save_steps=1, resume=True)).train()
+    summary = GSPOTrainer(
+        model2, tok2, [count_reward], rows(), config(tmp_path, max_steps=4, save_steps=1, resume=True)
+    ).train()
     assert summary["steps"] == 4
 
 
@@ -146,11 +150,16 @@ def test_reward_that_raises_with_zero_policy_scores_zero_and_the_run_completes(t
         return toy_reward(completions)
 
     model, tok = tiny_model_and_tokenizer(chat=False)
-    trainer = GSPOTrainer(model, tok, [count_reward, flaky_reward], rows(), config(tmp_path, max_steps=3, reward_errors="zero"))
+    trainer = GSPOTrainer(
+        model, tok, [count_reward, flaky_reward], rows(), config(tmp_path, max_steps=3, reward_errors="zero")
+    )
     with caplog.at_level("WARNING", logger="gspo"):
         summary = trainer.train()
     assert summary["steps"] == 3
-    assert "reward function 'flaky_reward' raised RuntimeError: scorer service unavailable; scoring this batch 0" in caplog.text
+    assert (
+        "reward function 'flaky_reward' raised RuntimeError: scorer service unavailable; scoring this batch 0"
+        in caplog.text
+    )
     lines = metrics_lines(tmp_path)
     assert [m["reward/failures"] for m in lines] == [0, 1, 0]
     assert lines[1]["reward/flaky_reward"] == 0.0 and lines[0]["reward/flaky_reward"] > 0
@@ -166,7 +175,9 @@ def test_keyboard_interrupt_in_a_reward_is_never_swallowed(tmp_path):
         return toy_reward(completions)
 
     model, tok = tiny_model_and_tokenizer(chat=False)
-    trainer = GSPOTrainer(model, tok, [interrupted], rows(), config(tmp_path, max_steps=4, save_steps=1, reward_errors="zero"))
+    trainer = GSPOTrainer(
+        model, tok, [interrupted], rows(), config(tmp_path, max_steps=4, save_steps=1, reward_errors="zero")
+    )
     with pytest.raises(KeyboardInterrupt):
         trainer.train()
     assert latest_checkpoint(tmp_path / "run").name == "step-000002"
@@ -216,7 +227,13 @@ def test_non_finite_or_missing_scores_count_as_missing_and_do_not_move_the_polic
 def test_array_like_and_generator_scores_are_accepted(tmp_path):
     import numpy as np
 
-    outputs = iter([lambda c: np.arange(len(c), dtype=np.float32), lambda c: torch.arange(len(c)), lambda c: (i % 3 for i in range(len(c)))])
+    outputs = iter(
+        [
+            lambda c: np.arange(len(c), dtype=np.float32),
+            lambda c: torch.arange(len(c)),
+            lambda c: (i % 3 for i in range(len(c))),
+        ]
+    )
 
     def arrays(prompts, completions, **_):
         return next(outputs)(completions)
@@ -315,8 +332,14 @@ def test_prompt_longer_than_max_prompt_tokens_is_left_truncated_with_a_warning(t
 
 def test_prompt_longer_than_the_model_context_is_truncated_with_a_warning(tmp_path, caplog):
     _, tok = tiny_model_and_tokenizer(chat=False)
-    model = tiny_model(len(tok), arch="gpt2", max_positions=32, pad_token_id=tok.pad_token_id,
-                       eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
+    model = tiny_model(
+        len(tok),
+        arch="gpt2",
+        max_positions=32,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.bos_token_id,
+    )
     data = [{"prompt": "x" * 60 + f"q{i}:"} for i in range(16)]  # 63-64 tokens, context 32
     trainer = GSPOTrainer(model, tok, [count_reward], data, config(tmp_path, max_new_tokens=8))
     with caplog.at_level("WARNING"):
@@ -326,8 +349,14 @@ def test_prompt_longer_than_the_model_context_is_truncated_with_a_warning(tmp_pa
 
 def test_completion_budget_beyond_the_model_context_is_a_config_error(tmp_path):
     _, tok = tiny_model_and_tokenizer(chat=False)
-    model = tiny_model(len(tok), arch="gpt2", max_positions=16, pad_token_id=tok.pad_token_id,
-                       eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
+    model = tiny_model(
+        len(tok),
+        arch="gpt2",
+        max_positions=16,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.bos_token_id,
+    )
     with pytest.raises(ConfigError, match="max_new_tokens"):
         trainer = GSPOTrainer(model, tok, [count_reward], rows(), config(tmp_path, max_new_tokens=32))
         trainer.train_step()
@@ -356,7 +385,9 @@ def test_disk_full_during_a_checkpoint_leaves_older_checkpoints_intact(tmp_path,
 
     monkeypatch.setattr(torch, "save", real_save)
     model2, tok2 = tiny_model_and_tokenizer(chat=False)
-    summary = GSPOTrainer(model2, tok2, [count_reward], rows(), config(tmp_path, max_steps=4, save_steps=1, resume=True)).train()
+    summary = GSPOTrainer(
+        model2, tok2, [count_reward], rows(), config(tmp_path, max_steps=4, save_steps=1, resume=True)
+    ).train()
     assert summary["steps"] == 4
 
 

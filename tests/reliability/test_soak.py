@@ -62,21 +62,33 @@ def _live_counts() -> tuple[int, int]:
     return tensors, len(objects)
 
 
-
 def test_long_run_has_constant_memory_and_no_leaked_handles(tmp_path):
     model, tok = tiny_model_and_tokenizer(chat=False, hidden=64)
     rows = [{"prompt": f"{i % 97}+{(i * 7) % 89}=", "answer": str(i)} for i in range(64)]
     cfg = GSPOConfig(
-        model="tiny", prompts_per_step=4, group_size=4, max_new_tokens=8, num_minibatches=2, micro_batch_size=8,
-        learning_rate=1e-3, max_steps=STEPS, save_steps=10, save_total_limit=2, output_dir=str(tmp_path / "run"),
-        eval_limit=0, progress=False, seed=5,
+        model="tiny",
+        prompts_per_step=4,
+        group_size=4,
+        max_new_tokens=8,
+        num_minibatches=2,
+        micro_batch_size=8,
+        learning_rate=1e-3,
+        max_steps=STEPS,
+        save_steps=10,
+        save_total_limit=2,
+        output_dir=str(tmp_path / "run"),
+        eval_limit=0,
+        progress=False,
+        seed=5,
     )
     samples: list[dict] = []
     counts: dict[int, tuple[int, int]] = {}
 
     def probe_reward(prompts, completions, **_):
         step = len(samples) + 1
-        samples.append(dict(rss=_status("VmRSS") * 1024, fds=len(os.listdir("/proc/self/fd")), threads=_status("Threads")))
+        samples.append(
+            dict(rss=_status("VmRSS") * 1024, fds=len(os.listdir("/proc/self/fd")), threads=_status("Threads"))
+        )
         if step in (WARMUP, STEPS):
             counts[step] = _live_counts()
         return toy_reward(completions)

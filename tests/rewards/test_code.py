@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gspo.rewards.code import assemble_solution, code_reward, extract_code, build_test_program
+from gspo.rewards.code import assemble_solution, build_test_program, code_reward, extract_code
 
 PREFIX = 'def add(a, b):\n    """Add two numbers."""\n'
 
@@ -11,7 +11,7 @@ def test_extract_code_prefers_block_defining_entry_point():
     text = "Here:\n```python\ndef helper():\n    pass\n```\nand\n```python\ndef add(a, b):\n    return a + b\n```\n```python\nprint(add(1, 2))\n```"
     assert extract_code(text, "add").startswith("def add(a, b):")
     assert extract_code(text).startswith("def add")  # last block that defines something
-    assert extract_code("```python\ndef add(a, b):\n    return a + b") .startswith("def add")  # unclosed
+    assert extract_code("```python\ndef add(a, b):\n    return a + b").startswith("def add")  # unclosed
     assert extract_code("    return a + b\n") == "    return a + b\n"  # no fence: raw text
     assert extract_code("```bash\nls\n```") == "```bash\nls\n```"  # not python: raw text
     assert extract_code(None) == ""

@@ -68,7 +68,13 @@ def test_combine_rewards_weights():
 
 @pytest.mark.parametrize(
     "parts",
-    [[], [(format_boxed_reward,)], [("not callable", 1.0)], [(format_boxed_reward, math.nan)], [(format_boxed_reward, "1")]],
+    [
+        [],
+        [(format_boxed_reward,)],
+        [("not callable", 1.0)],
+        [(format_boxed_reward, math.nan)],
+        [(format_boxed_reward, "1")],
+    ],
 )
 def test_combine_rewards_rejects_bad_parts(parts):
     with pytest.raises(ValueError):

@@ -194,7 +194,7 @@ READY = "import sys\nsys.stdout.write('{\"ready\": true}\\n'); sys.stdout.flush(
 
 
 def test_worker_without_math_verify(monkeypatch):
-    worker = _fake_worker(monkeypatch, "print('{\"ready\": false, \"error\": \"no math_verify\"}', flush=True)")
+    worker = _fake_worker(monkeypatch, 'print(\'{"ready": false, "error": "no math_verify"}\', flush=True)')
     assert worker.equal("1", "1", timeout_s=5) is False
     assert worker.available is False
     assert worker.equal("1", "1", timeout_s=5) is False  # no restart attempts once unavailable

@@ -70,6 +70,12 @@ def test_decode_completions_drops_eos_and_pads():
     eos, pad = tok.eos_token_id, tok.pad_token_id
     ids_BT = torch.tensor([enc("42") + [eos, pad], enc("abcd")])
     mask_BT = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
-    r = Rollout(torch.zeros(2, 1, dtype=torch.long), torch.ones(2, 1, dtype=torch.long), ids_BT, mask_BT,
-                torch.zeros(2, 4), torch.tensor([True, False]))
+    r = Rollout(
+        torch.zeros(2, 1, dtype=torch.long),
+        torch.ones(2, 1, dtype=torch.long),
+        ids_BT,
+        mask_BT,
+        torch.zeros(2, 4),
+        torch.tensor([True, False]),
+    )
     assert decode_completions(tok, r) == ["42", "abcd"]

@@ -7,7 +7,6 @@ import torch
 
 from gspo.sampling import encode_prompts, position_ids_from_mask, sample, special_token_ids
 from gspo.sampling.generate import _filter_logits
-
 from tests.helpers_tiny import ForcedEOS
 
 PROMPTS = ["hello world", "a", [{"role": "user", "content": "2+2?"}], "abc def ghi jkl"]
@@ -35,8 +34,15 @@ def test_eos_then_pad(llama_and_tok):
     assert eos != pad
     wrapped = ForcedEOS(model, eos, eos_at=[2, 5, None], ban_ids=(eos, pad))
     ids_BP, mask_BP = _batch(tok, ["hi", "hello there", "x"])
-    r = sample(wrapped, ids_BP, mask_BP, max_new_tokens=8, eos_token_ids=[eos], pad_token_id=pad,
-               generator=torch.Generator().manual_seed(0))
+    r = sample(
+        wrapped,
+        ids_BP,
+        mask_BP,
+        max_new_tokens=8,
+        eos_token_ids=[eos],
+        pad_token_id=pad,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert r.completion_ids_BT.shape == (3, 8)
     assert r.completion_mask_BT.tolist() == [[1, 1, 0, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 0, 0, 0], [1] * 8]
     assert r.finished_B.tolist() == [True, True, False]
@@ -56,8 +62,15 @@ def test_any_of_several_eos_ids_stops(llama_and_tok):
     other_eos = tok.convert_tokens_to_ids("!")
     wrapped = ForcedEOS(model, other_eos, eos_at=[3], ban_ids=(tok.eos_token_id, other_eos))
     ids_BP, mask_BP = _batch(tok, ["hi"])
-    r = sample(wrapped, ids_BP, mask_BP, max_new_tokens=10, eos_token_ids=[tok.eos_token_id, other_eos],
-               pad_token_id=tok.pad_token_id, greedy=True)
+    r = sample(
+        wrapped,
+        ids_BP,
+        mask_BP,
+        max_new_tokens=10,
+        eos_token_ids=[tok.eos_token_id, other_eos],
+        pad_token_id=tok.pad_token_id,
+        greedy=True,
+    )
     assert r.finished_B.tolist() == [True]
     assert r.completion_ids_BT.shape == (1, 3) and r.completion_ids_BT[0, -1] == other_eos
 
@@ -66,16 +79,30 @@ def test_early_stop_and_prompt_run_once(llama_and_tok):
     model, tok = llama_and_tok
     wrapped = ForcedEOS(model, tok.eos_token_id, eos_at=[2, 3], ban_ids=(tok.eos_token_id,))
     ids_BP, mask_BP = _batch(tok, ["hi", "hello"])
-    r = sample(wrapped, ids_BP, mask_BP, max_new_tokens=50, eos_token_ids=[tok.eos_token_id],
-               pad_token_id=tok.pad_token_id, greedy=True)
+    r = sample(
+        wrapped,
+        ids_BP,
+        mask_BP,
+        max_new_tokens=50,
+        eos_token_ids=[tok.eos_token_id],
+        pad_token_id=tok.pad_token_id,
+        greedy=True,
+    )
     assert r.completion_ids_BT.shape == (2, 3)  # trimmed to the longest completion
     assert r.finished_B.all()
     shapes = [shape for shape, _ in wrapped.calls]
     # prefill once, then one token per step; row 0 finished at step 2, so step 3 runs row 1 alone
     assert shapes == [tuple(ids_BP.shape), (2, 1), (1, 1)]
-    r_full = sample(ForcedEOS(model, tok.eos_token_id, eos_at=[2, 3], ban_ids=(tok.eos_token_id,)), ids_BP, mask_BP,
-                    max_new_tokens=50, eos_token_ids=[tok.eos_token_id], pad_token_id=tok.pad_token_id, greedy=True,
-                    compact=False)
+    r_full = sample(
+        ForcedEOS(model, tok.eos_token_id, eos_at=[2, 3], ban_ids=(tok.eos_token_id,)),
+        ids_BP,
+        mask_BP,
+        max_new_tokens=50,
+        eos_token_ids=[tok.eos_token_id],
+        pad_token_id=tok.pad_token_id,
+        greedy=True,
+        compact=False,
+    )
     assert torch.equal(r_full.completion_ids_BT, r.completion_ids_BT)
 
 
@@ -83,8 +110,16 @@ def test_stop_check_every_still_trims(llama_and_tok):
     model, tok = llama_and_tok
     wrapped = ForcedEOS(model, tok.eos_token_id, eos_at=[2, 3], ban_ids=(tok.eos_token_id,))
     ids_BP, mask_BP = _batch(tok, ["hi", "hello"])
-    r = sample(wrapped, ids_BP, mask_BP, max_new_tokens=50, eos_token_ids=[tok.eos_token_id],
-               pad_token_id=tok.pad_token_id, greedy=True, stop_check_every=8)
+    r = sample(
+        wrapped,
+        ids_BP,
+        mask_BP,
+        max_new_tokens=50,
+        eos_token_ids=[tok.eos_token_id],
+        pad_token_id=tok.pad_token_id,
+        greedy=True,
+        stop_check_every=8,
+    )
     assert len(wrapped.calls) == 8  # checked at step 8 only
     assert r.completion_ids_BT.shape == (2, 3)
     assert r.completion_mask_BT.tolist() == [[1, 1, 0], [1, 1, 1]]
@@ -106,8 +141,15 @@ def test_seed_reproducible(llama_and_tok):
     ids_BP, mask_BP = _batch(tok)
 
     def run(seed):
-        return _run(model, tok, ids_BP, mask_BP, max_new_tokens=16, temperature=1.5,
-                    generator=torch.Generator().manual_seed(seed))
+        return _run(
+            model,
+            tok,
+            ids_BP,
+            mask_BP,
+            max_new_tokens=16,
+            temperature=1.5,
+            generator=torch.Generator().manual_seed(seed),
+        )
 
     a, b, c = run(0), run(0), run(1)
     assert torch.equal(a.completion_ids_BT, b.completion_ids_BT)
@@ -146,8 +188,17 @@ def test_left_padded_batch_matches_each_prompt_alone(tiny_by_arch, arch):
 def test_logp_matches_full_forward(tiny_by_arch, arch, temperature, top_k, top_p):
     model, tok = tiny_by_arch(arch)
     ids_BP, mask_BP = _batch(tok)
-    r = _run(model, tok, ids_BP, mask_BP, max_new_tokens=16, temperature=temperature, top_k=top_k, top_p=top_p,
-             generator=torch.Generator().manual_seed(7))
+    r = _run(
+        model,
+        tok,
+        ids_BP,
+        mask_BP,
+        max_new_tokens=16,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        generator=torch.Generator().manual_seed(7),
+    )
     P, T = ids_BP.shape[1], r.completion_ids_BT.shape[1]
     logits_BTV = _full_forward_logits(model, r)[:, P - 1 : P + T - 1].float() / temperature
     ref_BT = torch.log_softmax(logits_BTV, -1).gather(-1, r.completion_ids_BT[..., None]).squeeze(-1)
@@ -198,14 +249,19 @@ def test_layout_independent_sampling_does_not_depend_on_the_split(llama_and_tok)
 
     model, tok = llama_and_tok
     ids, mask = encode_prompts(tok, ["ab", "hello", "x", "1+2="])
-    kw = dict(max_new_tokens=6, temperature=1.0, top_k=20, eos_token_ids=[tok.eos_token_id], pad_token_id=tok.pad_token_id)
+    kw = dict(
+        max_new_tokens=6, temperature=1.0, top_k=20, eos_token_ids=[tok.eos_token_id], pad_token_id=tok.pad_token_id
+    )
     whole = sample(model, ids, mask, generator=torch.Generator().manual_seed(5), global_rows=4, **kw)
     parts = [
-        sample(model, ids[a:b], mask[a:b], generator=torch.Generator().manual_seed(5), row_offset=a, global_rows=4, **kw)
+        sample(
+            model, ids[a:b], mask[a:b], generator=torch.Generator().manual_seed(5), row_offset=a, global_rows=4, **kw
+        )
         for a, b in ((0, 1), (1, 4))
     ]
-    got = torch.nn.utils.rnn.pad_sequence([r for p in parts for r in p.completion_ids_BT], batch_first=True,
-                                          padding_value=tok.pad_token_id)
+    got = torch.nn.utils.rnn.pad_sequence(
+        [r for p in parts for r in p.completion_ids_BT], batch_first=True, padding_value=tok.pad_token_id
+    )
     T = whole.completion_ids_BT.shape[1]
     assert torch.equal(got[:, :T], whole.completion_ids_BT)
     # and it is a real sampler: different seeds give different tokens
@@ -236,8 +292,14 @@ def test_fast_paths_match_the_straightforward_sampler(tiny_by_arch, arch, monkey
     with monkeypatch.context() as m:
         _straightforward(m)
         wrapped.calls.clear()
-        plain = sample(wrapped, ids_bP.repeat_interleave(G, 0), mask_bP.repeat_interleave(G, 0),
-                       generator=torch.Generator().manual_seed(11), compact=False, **kw)
+        plain = sample(
+            wrapped,
+            ids_bP.repeat_interleave(G, 0),
+            mask_bP.repeat_interleave(G, 0),
+            generator=torch.Generator().manual_seed(11),
+            compact=False,
+            **kw,
+        )
     assert all(shape[0] == 4 * G for shape, _ in wrapped.calls)
     assert torch.equal(fast.prompt_ids_BP, plain.prompt_ids_BP)
     assert torch.equal(fast.completion_ids_BT, plain.completion_ids_BT)
@@ -248,8 +310,9 @@ def test_fast_paths_match_the_straightforward_sampler(tiny_by_arch, arch, monkey
     g_fast = _run(model, tok, ids_bP, mask_bP, greedy=True, repeats=2)
     with monkeypatch.context() as m:
         _straightforward(m)
-        g_plain = _run(model, tok, ids_bP.repeat_interleave(2, 0), mask_bP.repeat_interleave(2, 0), greedy=True,
-                       compact=False)
+        g_plain = _run(
+            model, tok, ids_bP.repeat_interleave(2, 0), mask_bP.repeat_interleave(2, 0), greedy=True, compact=False
+        )
     assert torch.equal(g_fast.completion_ids_BT, g_plain.completion_ids_BT)
 
 

@@ -41,8 +41,9 @@ def _with_pre_5_24_backbone(model):
 
     def forward(input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, use_cache=None, **kw):
         kw.setdefault("cache", past_key_values)  # the outer model's own forward still calls it with `cache`
-        return current(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                       use_cache=use_cache, **kw)  # its output still answers to .past_key_values
+        return current(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=use_cache, **kw
+        )  # its output still answers to .past_key_values
 
     backbone.forward = forward
     backbone.__dict__.pop("_gspo_forward_parameters", None)
@@ -81,12 +82,15 @@ def test_prompt_sharing_equals_one_forward_per_row(arch, cache_name, monkeypatch
         handle.remove()
     assert not calls  # the shared path runs the backbone directly (twice: prompts, then completions)
     w = torch.randn(7, 5, generator=g)
-    grads_s = torch.autograd.grad((shared * w * c_mask).sum(), [p for p in model.parameters() if p.requires_grad],
-                                  allow_unused=True)
-    plain, ent_p = completion_logprobs(model, p_ids, p_mask, c_ids, c_mask, temperature=0.8, with_entropy=True,
-                                       share_prompts=False)
-    grads_p = torch.autograd.grad((plain * w * c_mask).sum(), [p for p in model.parameters() if p.requires_grad],
-                                  allow_unused=True)
+    grads_s = torch.autograd.grad(
+        (shared * w * c_mask).sum(), [p for p in model.parameters() if p.requires_grad], allow_unused=True
+    )
+    plain, ent_p = completion_logprobs(
+        model, p_ids, p_mask, c_ids, c_mask, temperature=0.8, with_entropy=True, share_prompts=False
+    )
+    grads_p = torch.autograd.grad(
+        (plain * w * c_mask).sum(), [p for p in model.parameters() if p.requires_grad], allow_unused=True
+    )
     real = c_mask.bool()
     torch.testing.assert_close(shared[real], plain[real], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(ent_s[real], ent_p[real], rtol=1e-4, atol=1e-5)
@@ -103,8 +107,9 @@ def _shares_one_prompt(model, rows: int) -> bool:
     calls = []
     handle = model.register_forward_pre_hook(lambda *a: calls.append(1))
     try:
-        completion_logprobs(model, p_ids, torch.ones_like(p_ids), torch.randint(3, 50, (rows, 2)),
-                            torch.ones(rows, 2, dtype=torch.long))
+        completion_logprobs(
+            model, p_ids, torch.ones_like(p_ids), torch.randint(3, 50, (rows, 2)), torch.ones(rows, 2, dtype=torch.long)
+        )
     finally:
         handle.remove()
     return not calls

@@ -44,7 +44,9 @@ def test_hellaswag_gold_scores_one_others_zero():
     rows = task.load("validation", limit=1000)
     assert len(rows) == 1000
     assert _check_rows(task, rows) == []
-    assert rows[0]["prompt"].startswith("Roof shingle removal: A man is sitting on a roof. He\nChoose the best continuation:\nA. ")
+    assert rows[0]["prompt"].startswith(
+        "Roof shingle removal: A man is sitting on a roof. He\nChoose the best continuation:\nA. "
+    )
     assert rows[0]["answer"] == "D"
 
 
@@ -66,8 +68,19 @@ def test_prompt_format_and_chat():
 
 def test_load_hf_and_canonical_formats(tmp_path):
     records = [
-        {"id": "arc1", "question": "Which is a gas?", "choices": {"text": ["ice", "steam", "rock"], "label": ["1", "2", "3"]}, "answerKey": "2"},
-        {"ind": 4, "activity_label": "Cooking", "ctx": "He cracks an egg and", "endings": ["eats the pan.", "pours it in a bowl."], "label": "1"},
+        {
+            "id": "arc1",
+            "question": "Which is a gas?",
+            "choices": {"text": ["ice", "steam", "rock"], "label": ["1", "2", "3"]},
+            "answerKey": "2",
+        },
+        {
+            "ind": 4,
+            "activity_label": "Cooking",
+            "ctx": "He cracks an egg and",
+            "endings": ["eats the pan.", "pours it in a bowl."],
+            "label": "1",
+        },
         {"question": "2+2?", "choices": ["3", "4"], "answer": "4"},
         {"question": "Sky colour?", "choices": ["blue", "green"], "answer": 0},
     ]

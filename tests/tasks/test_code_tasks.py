@@ -46,7 +46,10 @@ def test_humaneval_completion_forms(humaneval_rows):
     row = humaneval_rows[0]
     restated = f"Sure!\n```python\n{row['code_prefix']}{row['canonical_solution']}```\nThis works because..."
     body_in_fence = f"```python\n{row['canonical_solution']}```"
-    scores = task.score_batch([restated, body_in_fence, "```python\ndef has_close_elements(numbers, threshold):\n    return True\n```", None], [row] * 4)
+    scores = task.score_batch(
+        [restated, body_in_fence, "```python\ndef has_close_elements(numbers, threshold):\n    return True\n```", None],
+        [row] * 4,
+    )
     assert scores == [1.0, 1.0, 0.0, 0.0]
     chat = HumanEvalTask().load("test", chat=True, limit=1)[0]
     assert chat["prompt"][0]["content"].startswith("Complete the following Python function.")
@@ -85,7 +88,13 @@ def test_mbpp_from_path_with_setup_code(tmp_path):
         "test_list": ["assert sq() == 49"],
         "test_setup_code": "K = 7",
     }
-    sanitized = {"task_id": 2, "prompt": "Return pi.", "code": "def pi():\n    return math.pi", "test_list": ["assert pi() == math.pi"], "test_imports": ["import math"]}
+    sanitized = {
+        "task_id": 2,
+        "prompt": "Return pi.",
+        "code": "def pi():\n    return math.pi",
+        "test_list": ["assert pi() == math.pi"],
+        "test_imports": ["import math"],
+    }
     (tmp_path / "train.jsonl").write_text(json.dumps(record) + "\n" + json.dumps(sanitized) + "\n")
     rows = MBPPTask().load("train", path=str(tmp_path))
     assert [r["id"] for r in rows] == ["mbpp-1", "mbpp-2"]

@@ -77,7 +77,9 @@ def test_prompt_formats_and_limit(tmp_path):
 
 def test_reward_is_trl_compatible():
     task = GSM8KTask()
-    values = task.reward(["q1", "q2", "q3"], ["#### 18", "#### 19", None], answer=["18", "18", "18"], id=["a", "b", "c"])
+    values = task.reward(
+        ["q1", "q2", "q3"], ["#### 18", "#### 19", None], answer=["18", "18", "18"], id=["a", "b", "c"]
+    )
     assert values == [1.0, 0.0, 0.0]
 
 

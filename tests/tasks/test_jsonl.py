@@ -18,7 +18,10 @@ def _write(path, rows):
 
 
 def test_math_reward_default(tmp_path):
-    file = _write(tmp_path / "data.jsonl", [{"prompt": "1/2 as a decimal?", "answer": "\\frac{1}{2}"}, {"prompt": "2+2?", "answer": "4"}])
+    file = _write(
+        tmp_path / "data.jsonl",
+        [{"prompt": "1/2 as a decimal?", "answer": "\\frac{1}{2}"}, {"prompt": "2+2?", "answer": "4"}],
+    )
     task = get_task("jsonl")
     rows = task.load("train", path=str(file))
     assert [r["id"] for r in rows] == ["data-0", "data-1"]
@@ -37,7 +40,9 @@ def test_custom_reward_by_dotted_path(tmp_path, monkeypatch):
         )
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    file = _write(tmp_path / "train.jsonl", [{"prompt": "Say cat", "keyword": "cat"}, {"prompt": "Say dog", "keyword": "dog"}])
+    file = _write(
+        tmp_path / "train.jsonl", [{"prompt": "Say cat", "keyword": "cat"}, {"prompt": "Say dog", "keyword": "dog"}]
+    )
     task = JSONLTask(reward="my_rewards:keyword_reward", columns=["keyword"])
     rows = task.load("train", path=str(tmp_path))
     assert task.score_batch(["a cat", "a cat"], rows) == [1.0, 0.0]

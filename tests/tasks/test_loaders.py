@@ -30,7 +30,11 @@ BAD_ROWS = [
     ("math", {"problem": "p", "solution": 5}, "column 'solution' must be a string"),
     ("math", {"problem": "p", "solution": "no box"}, "no gold answer"),
     ("humaneval", {"task_id": "H/1", "prompt": "x", "test": "t"}, "missing column 'entry_point'"),
-    ("humaneval", {"task_id": "H/1", "prompt": "x", "test": "t", "entry_point": "not valid"}, "is not a Python identifier"),
+    (
+        "humaneval",
+        {"task_id": "H/1", "prompt": "x", "test": "t", "entry_point": "not valid"},
+        "is not a Python identifier",
+    ),
     ("mbpp", {"text": "t", "test_list": "assert True"}, "column 'test_list' must be list"),
     ("mbpp", {"text": "t", "test_list": []}, "non-empty list of strings"),
     ("mbpp", {"test_list": ["assert True"]}, "missing column 'text'"),

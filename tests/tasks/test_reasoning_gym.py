@@ -15,8 +15,16 @@ from gspo.tasks.reasoning_gym import ReasoningGymTask  # noqa: E402
 
 #: A small question space (two 1-digit terms, two operators: a few hundred questions), so that
 #: seeds collide often and only de-duplication keeps the splits apart.
-SMALL = dict(dataset="basic_arithmetic", min_terms=2, max_terms=2, min_digits=1, max_digits=1,
-             operators=["+", "-"], allow_parentheses=False, allow_negation=False)
+SMALL = dict(
+    dataset="basic_arithmetic",
+    min_terms=2,
+    max_terms=2,
+    min_digits=1,
+    max_digits=1,
+    operators=["+", "-"],
+    allow_parentheses=False,
+    allow_negation=False,
+)
 
 
 def _questions(rows):
@@ -59,7 +67,10 @@ def test_rows_prompt_instruction_and_chat():
     assert row["id"].startswith("basic_arithmetic/test/")
     chat_row = task.load("test", limit=1, chat=True)[0]
     assert chat_row["prompt"] == [{"role": "user", "content": row["prompt"]}]
-    assert task.max_new_tokens == 64 and get_task("reasoning_gym", dataset="chain_sum", max_new_tokens=16).max_new_tokens == 16
+    assert (
+        task.max_new_tokens == 64
+        and get_task("reasoning_gym", dataset="chain_sum", max_new_tokens=16).max_new_tokens == 16
+    )
     with pytest.raises(ValueError, match="procedural"):
         task.load("test", path="x.jsonl")
     with pytest.raises(ValueError, match="split"):
@@ -77,8 +88,10 @@ def test_the_generators_own_verifier_is_the_reward():
     # TRL's calling convention: one list per column
     columns = {k: [r[k] for r in rows] for k in rows[0] if k != "prompt"}
     rewards = task.reward([r["prompt"] for r in rows], completions, **columns)
-    expected = [verifier(c.strip(), {"question": r["question"], "answer": r["answer"], "metadata": r["metadata"]})
-                for c, r in zip(completions, rows)]
+    expected = [
+        verifier(c.strip(), {"question": r["question"], "answer": r["answer"], "metadata": r["metadata"]})
+        for c, r in zip(completions, rows)
+    ]
     assert rewards == expected
     assert rewards[1] == 1.0  # spell_backward's verifier ignores case: not an exact-match reward
     assert rewards[2] == 0.0
@@ -164,7 +177,9 @@ def test_bad_options_stop_gspo_train_before_any_model_loads(monkeypatch, capsys)
         raise AssertionError("a model was loaded before the options were checked")
 
     monkeypatch.setattr(loading, "load_model_and_tokenizer", no_model)
-    code = main(["train", "--task", "reasoning_gym", "--task-options", '{"dataset": "basic_arithmetic", "max_digitz": 2}'])
+    code = main(
+        ["train", "--task", "reasoning_gym", "--task-options", '{"dataset": "basic_arithmetic", "max_digitz": 2}']
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "task_options" in err and "'max_digitz'" in err and "Traceback" not in err
@@ -180,7 +195,10 @@ def test_mixture_options_per_component():
 
 
 def test_other_tasks_name_unknown_options():
-    with pytest.raises(ValueError, match=r"task 'addition': unknown option\(s\) \['carry'\]; valid options: \['train_carry', 'test_carry'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"task 'addition': unknown option\(s\) \['carry'\]; valid options: \['train_carry', 'test_carry'\]",
+    ):
         get_task("addition", carry="only")
     with pytest.raises(ValueError, match=r"task 'gsm8k': unknown option\(s\) \['shots'\]"):
         get_task("gsm8k", shots=5)

@@ -20,9 +20,19 @@ def make_rows(n=16):
 def trainer_config(tmp_path, **overrides) -> GSPOConfig:
     """A small, fast GSPOConfig for trainer tests (4 prompts x 4, 2 minibatches, 2 steps); overrides win."""
     base = dict(
-        model="tiny", task="addition", prompts_per_step=4, group_size=4, max_new_tokens=6, num_minibatches=2,
-        micro_batch_size=8, learning_rate=1e-2, max_steps=2, output_dir=str(tmp_path / "run"), eval_limit=0,
-        progress=False, seed=3,
+        model="tiny",
+        task="addition",
+        prompts_per_step=4,
+        group_size=4,
+        max_new_tokens=6,
+        num_minibatches=2,
+        micro_batch_size=8,
+        learning_rate=1e-2,
+        max_steps=2,
+        output_dir=str(tmp_path / "run"),
+        eval_limit=0,
+        progress=False,
+        seed=3,
     )
     base.update(overrides)
     return GSPOConfig(**base)

@@ -19,11 +19,43 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _train(tmp_path, model_dir, name, processes, micro_batch_size, extra=()):
     out = tmp_path / name
-    cmd = [sys.executable, "-m", "gspo", "train", "--model", str(model_dir), "--task", "addition",
-           "--rewards", "tests.trainer.conftest:count_a_reward", "--max-steps", "2", "--prompts-per-step", "4",
-           "--group-size", "4", "--max-new-tokens", "5", "--num-minibatches", "2", "--learning-rate", "1e-3",
-           "--micro-batch-size", str(micro_batch_size), "--eval-limit", "0", "--output-dir", str(out),
-           "--progress", "false", "--num-threads", "1", "--num-processes", str(processes), *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "gspo",
+        "train",
+        "--model",
+        str(model_dir),
+        "--task",
+        "addition",
+        "--rewards",
+        "tests.trainer.conftest:count_a_reward",
+        "--max-steps",
+        "2",
+        "--prompts-per-step",
+        "4",
+        "--group-size",
+        "4",
+        "--max-new-tokens",
+        "5",
+        "--num-minibatches",
+        "2",
+        "--learning-rate",
+        "1e-3",
+        "--micro-batch-size",
+        str(micro_batch_size),
+        "--eval-limit",
+        "0",
+        "--output-dir",
+        str(out),
+        "--progress",
+        "false",
+        "--num-threads",
+        "1",
+        "--num-processes",
+        str(processes),
+        *extra,
+    ]
     env = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}", OMP_NUM_THREADS="1")
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-4000:]
@@ -54,7 +86,7 @@ def test_two_processes_equal_one_process(tmp_path, model_dir):
     assert any(not torch.equal(w1[k], initial[k]) for k in w1), "the run must change the parameters"
     assert w1.keys() == w2.keys()
     for k in w1:
-        torch.testing.assert_close(w2[k], w1[k], rtol=0, atol=1e-5, msg=lambda m: f"{k}: {m}")
+        torch.testing.assert_close(w2[k], w1[k], rtol=0, atol=1e-5, msg=lambda m, k=k: f"{k}: {m}")
     for a, b in zip(m1, m2):
         for key in ("reward/mean", "loss", "clip_frac", "ratio_mean", "ratio_max", "completion/length_mean"):
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key

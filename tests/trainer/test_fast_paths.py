@@ -23,8 +23,14 @@ from tests.trainer.conftest import count_a_reward, make_rows, trainer_config
 
 def _run(tmp_path, straightforward: bool, monkeypatch, arch: str):
     model, tok = tiny_model_and_tokenizer(arch=arch, chat=False)
-    cfg = trainer_config(tmp_path, num_epochs=2, max_steps=3, seed=5, share_prompts=not straightforward,
-                         old_logp_source="recompute" if straightforward else "auto")
+    cfg = trainer_config(
+        tmp_path,
+        num_epochs=2,
+        max_steps=3,
+        seed=5,
+        share_prompts=not straightforward,
+        old_logp_source="recompute" if straightforward else "auto",
+    )
     with monkeypatch.context() as m:
         if straightforward:
             m.setattr(generate_module, "preallocated_cache", lambda model, capacity: None)
@@ -32,8 +38,13 @@ def _run(tmp_path, straightforward: bool, monkeypatch, arch: str):
             real_sample = generate_module.sample
 
             def plain_sample(model_, ids_bP, mask_bP, *, repeats=1, **kw):
-                return real_sample(model_, ids_bP.repeat_interleave(repeats, 0), mask_bP.repeat_interleave(repeats, 0),
-                                   compact=False, **kw)
+                return real_sample(
+                    model_,
+                    ids_bP.repeat_interleave(repeats, 0),
+                    mask_bP.repeat_interleave(repeats, 0),
+                    compact=False,
+                    **kw,
+                )
 
             m.setattr(trainer_module, "sample", plain_sample)
         trainer = GSPOTrainer(model, tok, [count_a_reward], make_rows(), cfg)

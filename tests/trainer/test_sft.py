@@ -26,8 +26,18 @@ from tests.helpers_tiny import tiny_model_and_tokenizer
 
 
 def _config(tmp_path, **overrides):
-    base = dict(model="tiny", task="addition", batch_size=8, micro_batch_size=8, max_steps=20, learning_rate=1e-2,
-                eval_limit=0, output_dir=str(tmp_path / "sft"), progress=False, seed=1)
+    base = dict(
+        model="tiny",
+        task="addition",
+        batch_size=8,
+        micro_batch_size=8,
+        max_steps=20,
+        learning_rate=1e-2,
+        eval_limit=0,
+        output_dir=str(tmp_path / "sft"),
+        progress=False,
+        seed=1,
+    )
     base.update(overrides)
     return SFTConfig(**base)
 
@@ -116,8 +126,16 @@ def test_checkpoint_loads_and_a_gspo_step_runs_on_it(tmp_path):
     trained = model2.state_dict()
     assert any(not torch.equal(v, trained[k]) for k, v in model.state_dict().items()), "SFT must change the weights"
     task = get_task("addition")
-    rl = GSPOConfig(model=str(tmp_path / "sft" / "final"), prompts_per_step=4, group_size=4, max_new_tokens=4,
-                    num_minibatches=2, max_steps=1, eval_limit=0, progress=False,
-                    output_dir=str(tmp_path / "rl"))
+    rl = GSPOConfig(
+        model=str(tmp_path / "sft" / "final"),
+        prompts_per_step=4,
+        group_size=4,
+        max_new_tokens=4,
+        num_minibatches=2,
+        max_steps=1,
+        eval_limit=0,
+        progress=False,
+        output_dir=str(tmp_path / "rl"),
+    )
     metrics = GSPOTrainer(model2, tok2, [task.reward], task.load("train", limit=16), rl).train_step()
     assert math.isfinite(metrics["loss"]) and 0.0 <= metrics["reward/mean"] <= 1.0

@@ -19,7 +19,7 @@ from tests.trainer.conftest import trainer_config as _config
 def _assert_same_params(a, b, atol):
     assert a.keys() == b.keys()
     for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=atol, msg=lambda m: f"{k}: {m}")
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=atol, msg=lambda m, k=k: f"{k}: {m}")
 
 
 def test_train_writes_metrics_checkpoint_and_summary(tmp_path):
@@ -30,9 +30,25 @@ def test_train_writes_metrics_checkpoint_and_summary(tmp_path):
     assert summary["steps"] == 3 and summary["optimizer_steps"] == 6
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in lines] == [1, 2, 3]
-    for key in ("reward/mean", "reward/count_a_reward", "loss", "clip_frac", "clip_frac_low", "clip_frac_high",
-                "ratio_mean", "ratio_min", "ratio_max", "entropy", "completion/length_mean", "grad_norm",
-                "skipped_steps", "tokens_per_s", "time/sample", "time/update", "advantage/abs_mean"):
+    for key in (
+        "reward/mean",
+        "reward/count_a_reward",
+        "loss",
+        "clip_frac",
+        "clip_frac_low",
+        "clip_frac_high",
+        "ratio_mean",
+        "ratio_min",
+        "ratio_max",
+        "entropy",
+        "completion/length_mean",
+        "grad_norm",
+        "skipped_steps",
+        "tokens_per_s",
+        "time/sample",
+        "time/update",
+        "advantage/abs_mean",
+    ):
         assert key in lines[0], key
     assert all(math.isfinite(m["loss"]) for m in lines)
     verify_checkpoint(tmp_path / "run" / "final")
@@ -55,8 +71,16 @@ def test_old_logprobs_of_the_first_minibatch_come_from_its_own_forward(tmp_path,
     """The old-log-prob pass skips epoch 0's first minibatch (π_θ has not moved yet); the update fills
     those rows in from its own forward, and the result equals recomputing every row."""
     model, tok = tiny_model_and_tokenizer(chat=False)
-    cfg = _config(tmp_path, num_minibatches=4, prompts_per_step=4, group_size=4, max_steps=1, num_epochs=num_epochs,
-                  micro_batch_size=3, old_logp_source="recompute")
+    cfg = _config(
+        tmp_path,
+        num_minibatches=4,
+        prompts_per_step=4,
+        group_size=4,
+        max_steps=1,
+        num_epochs=num_epochs,
+        micro_batch_size=3,
+        old_logp_source="recompute",
+    )
     trainer = GSPOTrainer(model, tok, [count_a_reward], make_rows(), cfg)
     seen = {}
     partial_pass = trainer._logprobs_no_grad
@@ -118,10 +142,14 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     GSPOTrainer(model_a, tok, [count_a_reward], make_rows(), _config(tmp_path / "a", **steps)).train()
 
     model_b, tok_b = tiny_model_and_tokenizer(chat=False)
-    GSPOTrainer(model_b, tok_b, [count_a_reward], make_rows(), _config(tmp_path / "b", max_steps=2, save_steps=2)).train()
+    GSPOTrainer(
+        model_b, tok_b, [count_a_reward], make_rows(), _config(tmp_path / "b", max_steps=2, save_steps=2)
+    ).train()
     assert latest_checkpoint(tmp_path / "b" / "run") is not None
     model_c, tok_c = tiny_model_and_tokenizer(chat=False, seed=99)  # different init: must be overwritten
-    trainer_c = GSPOTrainer(model_c, tok_c, [count_a_reward], make_rows(), _config(tmp_path / "b", resume=True, **steps))
+    trainer_c = GSPOTrainer(
+        model_c, tok_c, [count_a_reward], make_rows(), _config(tmp_path / "b", resume=True, **steps)
+    )
     summary = trainer_c.train()
     assert summary["steps"] == 4
     _assert_same_params(_params(model_a), _params(model_c), atol=1e-6)
@@ -147,11 +175,20 @@ def test_micro_batch_size_does_not_change_the_result(tmp_path, aggregation, shar
     for mbs in (1, 8):
         model, tok = tiny_model_and_tokenizer(chat=False)
         model.double()
-        cfg = _config(tmp_path / str(mbs), micro_batch_size=mbs, num_minibatches=2, max_steps=1, aggregation=aggregation,
-                      max_grad_norm=0.0, share_prompts=share_prompts)
+        cfg = _config(
+            tmp_path / str(mbs),
+            micro_batch_size=mbs,
+            num_minibatches=2,
+            max_steps=1,
+            aggregation=aggregation,
+            max_grad_norm=0.0,
+            share_prompts=share_prompts,
+        )
         GSPOTrainer(model, tok, [count_a_reward], make_rows(), cfg).train()
         results.append(_params(model))
-    assert any(not torch.equal(results[0][k], v) for k, v in _params(tiny_model_and_tokenizer(chat=False)[0].double()).items())
+    assert any(
+        not torch.equal(results[0][k], v) for k, v in _params(tiny_model_and_tokenizer(chat=False)[0].double()).items()
+    )
     _assert_same_params(results[0], results[1], atol=2e-5 if share_prompts else 1e-10)
 
 

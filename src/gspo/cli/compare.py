@@ -32,22 +32,42 @@ def register(subparsers) -> None:
         "to --output-dir.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--algos", default="gspo,grpo",
-                   help=f"comma-separated algorithms to compare, from {', '.join(COMPARE_ALGORITHMS)} "
-                        "(sft: supervised fine-tuning on the task's references, same prompts)")
-    p.add_argument("--seeds", default="3",
-                   help="a number N of seeds (SEED, SEED+1, ..., from --seed) or a comma-separated list of seeds")
+    p.add_argument(
+        "--algos",
+        default="gspo,grpo",
+        help=f"comma-separated algorithms to compare, from {', '.join(COMPARE_ALGORITHMS)} "
+        "(sft: supervised fine-tuning on the task's references, same prompts)",
+    )
+    p.add_argument(
+        "--seeds",
+        default="3",
+        help="a number N of seeds (SEED, SEED+1, ..., from --seed) or a comma-separated list of seeds",
+    )
     p.add_argument("--config", default=None, help="YAML file of GSPOConfig fields shared by every run")
-    p.add_argument("--sft-config", default=None,
-                   help="YAML file of SFTConfig fields for the sft runs (model, data, evaluation, seed, batch_size "
-                        "and max_steps are always matched to the RL runs)")
-    p.add_argument("--collapse-window", type=int, default=None,
-                   help="W of the collapse criterion: trailing window (steps) of the reward mean "
-                        "(default: max(3, ceil(steps/10)))")
-    p.add_argument("--collapse-drop", type=float, default=DEFAULT_COLLAPSE_DROP,
-                   help="a run collapsed when its trailing-mean reward ends more than this below its peak")
-    p.add_argument("--reuse", action="store_true",
-                   help="keep finished runs in OUTPUT_DIR whose config is unchanged instead of training them again")
+    p.add_argument(
+        "--sft-config",
+        default=None,
+        help="YAML file of SFTConfig fields for the sft runs (model, data, evaluation, seed, batch_size "
+        "and max_steps are always matched to the RL runs)",
+    )
+    p.add_argument(
+        "--collapse-window",
+        type=int,
+        default=None,
+        help="W of the collapse criterion: trailing window (steps) of the reward mean "
+        "(default: max(3, ceil(steps/10)))",
+    )
+    p.add_argument(
+        "--collapse-drop",
+        type=float,
+        default=DEFAULT_COLLAPSE_DROP,
+        help="a run collapsed when its trailing-mean reward ends more than this below its peak",
+    )
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep finished runs in OUTPUT_DIR whose config is unchanged instead of training them again",
+    )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     add_config_arguments(p, GSPOConfig, skip=("algorithm",))
 
@@ -82,9 +102,17 @@ def run(args) -> int:
     from gspo.experiments.compare import run_comparison
 
     try:
-        report = run_comparison(base, algos, seeds, base.output_dir, sft_template=sft_template,
-                                collapse_window=args.collapse_window, collapse_drop=args.collapse_drop,
-                                reuse=args.reuse, plots=not args.no_plots)
+        report = run_comparison(
+            base,
+            algos,
+            seeds,
+            base.output_dir,
+            sft_template=sft_template,
+            collapse_window=args.collapse_window,
+            collapse_drop=args.collapse_drop,
+            reuse=args.reuse,
+            plots=not args.no_plots,
+        )
     except (ValueError, FileNotFoundError) as exc:  # ConfigError is a ValueError
         raise CLIError(str(exc)) from None
     print(f"{'algorithm':<11} {'acc before':>11} {'acc after (mean ± std)':>23} {'clip frac':>10} {'collapses':>9}")
@@ -94,7 +122,9 @@ def run(args) -> int:
         after_s = "n/a" if after["mean"] is None else f"{after['mean']:.3f} ± {after['std']:.3f}"
         before = a["eval_before"]["mean"]
         clip = a.get("clip_frac", {}).get("mean")
-        print(f"{algo:<11} {'n/a' if before is None else f'{before:.3f}':>11} {after_s:>23} "
-              f"{'—' if clip is None else f'{clip:.3g}':>10} {a.get('collapses', '—')!s:>9}")
+        print(
+            f"{algo:<11} {'n/a' if before is None else f'{before:.3f}':>11} {after_s:>23} "
+            f"{'—' if clip is None else f'{clip:.3g}':>10} {a.get('collapses', '—')!s:>9}"
+        )
     print(f"report: {base.output_dir}/report.md ({report['total_wall_seconds']:.0f}s)")
     return 0

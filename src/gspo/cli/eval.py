@@ -47,48 +47,112 @@ def register(subparsers) -> argparse.ArgumentParser:
         description="Evaluate a model on one or more tasks (or a suite of tasks with categories, e.g. --suite core) "
         "with the training sampler and each task's scorer; print the tables and write eval.json and eval.md.",
     )
-    p.add_argument("--model", default="embedded", metavar="PATH",
-                   help="model to evaluate: a local Hugging Face folder (e.g. a training checkpoint), "
-                        "'embedded' (the built-in adder) or 'smollm2' (default: %(default)s)")
-    p.add_argument("--task", default=None, metavar="NAME[,NAME2]",
-                   help=f"task name(s), comma separated (default: {DEFAULT_TASK})")
-    p.add_argument("--task-options", default=None, metavar="JSON",
-                   help="the task's options as a JSON object or YAML mapping, e.g. "
-                        "'{\"dataset\": \"basic_arithmetic\"}' for reasoning_gym; with several tasks, "
-                        "one mapping per task name")
-    p.add_argument("--suite", default=None, metavar="NAME",
-                   help="evaluate a suite of tasks instead (e.g. core): one row per task, the mean of each "
-                        "category (math, code, reasoning) and the overall mean")
-    p.add_argument("--suite-file", default=None, metavar="YAML",
-                   help="the suites file that defines --suite (default: the one shipped with gspo)")
+    p.add_argument(
+        "--model",
+        default="embedded",
+        metavar="PATH",
+        help="model to evaluate: a local Hugging Face folder (e.g. a training checkpoint), "
+        "'embedded' (the built-in adder) or 'smollm2' (default: %(default)s)",
+    )
+    p.add_argument(
+        "--task", default=None, metavar="NAME[,NAME2]", help=f"task name(s), comma separated (default: {DEFAULT_TASK})"
+    )
+    p.add_argument(
+        "--task-options",
+        default=None,
+        metavar="JSON",
+        help="the task's options as a JSON object or YAML mapping, e.g. "
+        '\'{"dataset": "basic_arithmetic"}\' for reasoning_gym; with several tasks, '
+        "one mapping per task name",
+    )
+    p.add_argument(
+        "--suite",
+        default=None,
+        metavar="NAME",
+        help="evaluate a suite of tasks instead (e.g. core): one row per task, the mean of each "
+        "category (math, code, reasoning) and the overall mean",
+    )
+    p.add_argument(
+        "--suite-file",
+        default=None,
+        metavar="YAML",
+        help="the suites file that defines --suite (default: the one shipped with gspo)",
+    )
     p.add_argument("--split", default=None, help=f"dataset split to evaluate (default: {DEFAULT_SPLIT})")
-    p.add_argument("--data-path", default=None, metavar="P",
-                   help="override the task's data source (file or folder; one task only)")
-    p.add_argument("--limit", type=int, default=None, metavar="N",
-                   help="evaluate only the first N rows of each task (with --suite: caps every task's own limit)")
-    p.add_argument("--samples", type=int, default=1, metavar="K",
-                   help="completions per prompt; K > 1 samples and reports pass@1 and pass@K (default: %(default)s)")
-    p.add_argument("--temperature", type=float, default=None, metavar="T",
-                   help="sampling temperature; 0 means greedy. Default: greedy with --samples 1, else 1.0")
-    p.add_argument("--top-p", type=float, default=1.0, metavar="P", help="nucleus sampling threshold (default: %(default)s)")
-    p.add_argument("--top-k", type=int, default=0, metavar="K", help="top-k sampling, 0 disables (default: %(default)s)")
-    p.add_argument("--max-new-tokens", type=int, default=None, metavar="N",
-                   help="completion length limit (default: each task's own, or the suite's)")
-    p.add_argument("--max-prompt-tokens", type=int, default=None, metavar="N",
-                   help="truncate longer prompts from the left (default: no limit)")
-    p.add_argument("--batch-size", type=int, default=32, metavar="B",
-                   help="sequences generated together (default: %(default)s)")
-    p.add_argument("--chat", choices=CHAT_CHOICES, default="auto",
-                   help="format prompts as chat messages: auto uses the chat template when the tokenizer "
-                        "has one (default: %(default)s)")
-    p.add_argument("--compare", default=None, metavar="PATH2",
-                   help="a second model evaluated on the same rows and settings, reported side by side")
-    p.add_argument("--output", default="outputs/eval", metavar="DIR",
-                   help="folder for eval.json and eval.md (default: %(default)s)")
+    p.add_argument(
+        "--data-path", default=None, metavar="P", help="override the task's data source (file or folder; one task only)"
+    )
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="evaluate only the first N rows of each task (with --suite: caps every task's own limit)",
+    )
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=1,
+        metavar="K",
+        help="completions per prompt; K > 1 samples and reports pass@1 and pass@K (default: %(default)s)",
+    )
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        metavar="T",
+        help="sampling temperature; 0 means greedy. Default: greedy with --samples 1, else 1.0",
+    )
+    p.add_argument(
+        "--top-p", type=float, default=1.0, metavar="P", help="nucleus sampling threshold (default: %(default)s)"
+    )
+    p.add_argument(
+        "--top-k", type=int, default=0, metavar="K", help="top-k sampling, 0 disables (default: %(default)s)"
+    )
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        metavar="N",
+        help="completion length limit (default: each task's own, or the suite's)",
+    )
+    p.add_argument(
+        "--max-prompt-tokens",
+        type=int,
+        default=None,
+        metavar="N",
+        help="truncate longer prompts from the left (default: no limit)",
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=32, metavar="B", help="sequences generated together (default: %(default)s)"
+    )
+    p.add_argument(
+        "--chat",
+        choices=CHAT_CHOICES,
+        default="auto",
+        help="format prompts as chat messages: auto uses the chat template when the tokenizer "
+        "has one (default: %(default)s)",
+    )
+    p.add_argument(
+        "--compare",
+        default=None,
+        metavar="PATH2",
+        help="a second model evaluated on the same rows and settings, reported side by side",
+    )
+    p.add_argument(
+        "--output",
+        default="outputs/eval",
+        metavar="DIR",
+        help="folder for eval.json and eval.md (default: %(default)s)",
+    )
     p.add_argument("--seed", type=int, default=0, metavar="S", help="sampling seed (default: %(default)s)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: %(default)s)")
-    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16", "auto"),
-                   help="model weights dtype; auto keeps the checkpoint's (default: %(default)s)")
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "bfloat16", "float16", "auto"),
+        help="model weights dtype; auto keeps the checkpoint's (default: %(default)s)",
+    )
     p.add_argument("--progress", action="store_true", help="show a progress bar per task")
     return p
 
@@ -134,8 +198,10 @@ def _task_options(args, names: list[str]) -> dict[str, dict[str, Any]]:
         return {names[0]: options}
     for key, value in options.items():
         if key not in names or not isinstance(value, dict):
-            raise CLIError(f"--task-options with several tasks maps each task name ({names}) to its options; "
-                           f"got {key!r}: {value!r}")
+            raise CLIError(
+                f"--task-options with several tasks maps each task name ({names}) to its options; "
+                f"got {key!r}: {value!r}"
+            )
     return options
 
 
@@ -168,19 +234,36 @@ def _plan_suite(args):
     """``(suite, items)`` for --suite: the suite file read and checked, every task built with its options."""
     from gspo.evaluation.suite import SuiteError, build_tasks, get_suite
 
-    given = [flag for flag, value in (("--task", args.task), ("--task-options", args.task_options),
-                                      ("--split", args.split), ("--data-path", args.data_path)) if value is not None]
+    given = [
+        flag
+        for flag, value in (
+            ("--task", args.task),
+            ("--task-options", args.task_options),
+            ("--split", args.split),
+            ("--data-path", args.data_path),
+        )
+        if value is not None
+    ]
     if given:
-        raise CLIError(f"{', '.join(given)} cannot be combined with --suite: the suite file names its tasks, "
-                       "options, splits and data")
+        raise CLIError(
+            f"{', '.join(given)} cannot be combined with --suite: the suite file names its tasks, "
+            "options, splits and data"
+        )
     try:
         suite = get_suite(args.suite, args.suite_file)
         tasks = build_tasks(suite)
     except SuiteError as exc:
         raise CLIError(str(exc)) from exc
     items = [
-        EvalItem(e.name, task, e.split, e.data_path, e.capped_limit(args.limit),
-                 args.max_new_tokens or e.max_new_tokens, e.category)
+        EvalItem(
+            e.name,
+            task,
+            e.split,
+            e.data_path,
+            e.capped_limit(args.limit),
+            args.max_new_tokens or e.max_new_tokens,
+            e.category,
+        )
         for e, task in zip(suite.tasks, tasks)
     ]
     return suite, items
@@ -216,10 +299,20 @@ def _evaluate_model(model, tokenizer, loaded, args, greedy: bool, temperature: f
         print(f"[eval] {label}: {item.label} ({len(rows)} rows x {args.samples} samples)", file=sys.stderr)
         try:
             result = evaluate_task(
-                model, tokenizer, item.task, rows,
-                samples=args.samples, greedy=greedy, temperature=temperature, top_p=args.top_p,
-                top_k=args.top_k, max_new_tokens=item.max_new_tokens, batch_size=args.batch_size,
-                seed=args.seed, max_prompt_tokens=args.max_prompt_tokens, progress=args.progress,
+                model,
+                tokenizer,
+                item.task,
+                rows,
+                samples=args.samples,
+                greedy=greedy,
+                temperature=temperature,
+                top_p=args.top_p,
+                top_k=args.top_k,
+                max_new_tokens=item.max_new_tokens,
+                batch_size=args.batch_size,
+                seed=args.seed,
+                max_prompt_tokens=args.max_prompt_tokens,
+                progress=args.progress,
             )
         except ValueError as exc:  # e.g. chat prompts with a tokenizer that has no template
             raise CLIError(f"task {item.label!r}: {exc}") from exc
@@ -230,23 +323,53 @@ def _evaluate_model(model, tokenizer, loaded, args, greedy: bool, temperature: f
 
 def _settings(args, items: list[EvalItem], suite, device: str, greedy: bool, temperature: float) -> dict[str, Any]:
     settings = dict(
-        model=args.model, compare=args.compare, tasks=[i.label for i in items], split=args.split,
-        data_path=args.data_path, task_options=args.task_options, limit=args.limit, samples=args.samples,
-        greedy=greedy, temperature=temperature, top_p=args.top_p, top_k=args.top_k,
-        max_new_tokens=args.max_new_tokens, max_prompt_tokens=args.max_prompt_tokens,
-        batch_size=args.batch_size, chat=args.chat, seed=args.seed, device=device, dtype=args.dtype,
+        model=args.model,
+        compare=args.compare,
+        tasks=[i.label for i in items],
+        split=args.split,
+        data_path=args.data_path,
+        task_options=args.task_options,
+        limit=args.limit,
+        samples=args.samples,
+        greedy=greedy,
+        temperature=temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        max_new_tokens=args.max_new_tokens,
+        max_prompt_tokens=args.max_prompt_tokens,
+        batch_size=args.batch_size,
+        chat=args.chat,
+        seed=args.seed,
+        device=device,
+        dtype=args.dtype,
     )
     if suite is not None:
-        settings.update(suite=suite.name, suite_file=suite.source, suite_tasks=[
-            dict(name=e.name, task=e.task, category=e.category, split=e.split, limit=i.limit,
-                 max_new_tokens=i.max_new_tokens, data_path=e.data_path, options=dict(e.options))
-            for e, i in zip(suite.tasks, items)
-        ])
+        settings.update(
+            suite=suite.name,
+            suite_file=suite.source,
+            suite_tasks=[
+                dict(
+                    name=e.name,
+                    task=e.task,
+                    category=e.category,
+                    split=e.split,
+                    limit=i.limit,
+                    max_new_tokens=i.max_new_tokens,
+                    data_path=e.data_path,
+                    options=dict(e.options),
+                )
+                for e, i in zip(suite.tasks, items)
+            ],
+        )
     return settings
 
 
 def run(args) -> int:
-    for flag, value in (("--batch-size", args.batch_size), ("--limit", args.limit), ("--max-new-tokens", args.max_new_tokens)):
+    for flag, value in (
+        ("--batch-size", args.batch_size),
+        ("--limit", args.limit),
+        ("--max-new-tokens", args.max_new_tokens),
+    ):
         if value is not None and value < 1:
             raise CLIError(f"{flag} must be >= 1, got {value}")
     greedy, temperature = _decoding(args)
@@ -278,8 +401,13 @@ def run(args) -> int:
     if suite is not None:
         report = SuiteReport.from_results(suite.name, suite.category_of, results, compare)
     json_path, md_path = write_report(
-        args.output, results, model=args.model, settings=_settings(args, items, suite, device, greedy, temperature),
-        compare=compare, compare_model=args.compare, suite=report,
+        args.output,
+        results,
+        model=args.model,
+        settings=_settings(args, items, suite, device, greedy, temperature),
+        compare=compare,
+        compare_model=args.compare,
+        suite=report,
     )
     print(report_markdown(results, model=args.model, compare=compare, compare_model=args.compare, suite=report), end="")
     print(f"[eval] wrote {json_path} and {md_path} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("plot", help="plot training curves of a run", description="Write PNG curves (reward, accuracy, clip fraction, KL, length, loss) of a run.")
+    p = subparsers.add_parser(
+        "plot",
+        help="plot training curves of a run",
+        description="Write PNG curves (reward, accuracy, clip fraction, KL, length, loss) of a run.",
+    )
     p.add_argument("run_dir", help="a run's output directory (holding metrics.jsonl)")
     p.add_argument("--output", default=None, help="PNG path (default: RUN_DIR/training_curves.png)")
 

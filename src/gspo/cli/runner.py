@@ -8,8 +8,9 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -25,8 +26,9 @@ class RunCommand:
 def add_run_parser(subparsers, name: str, config_cls: type, **parser_kwargs) -> argparse.ArgumentParser:
     """The sub-parser of a run command: ``--config`` and ``--print-config``; then ``add_fields``."""
     p = subparsers.add_parser(name, formatter_class=argparse.ArgumentDefaultsHelpFormatter, **parser_kwargs)
-    p.add_argument("--config", default=None,
-                   help=f"YAML file with {config_cls.__name__} fields (command-line options override it)")
+    p.add_argument(
+        "--config", default=None, help=f"YAML file with {config_cls.__name__} fields (command-line options override it)"
+    )
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     return p
 

@@ -16,7 +16,9 @@ def register(subparsers) -> None:
     from gspo.trainer.sft import SFTConfig
 
     p = add_run_parser(
-        subparsers, "sft", SFTConfig,
+        subparsers,
+        "sft",
+        SFTConfig,
         help="supervised fine-tuning on a task's reference solutions (baseline / warm start)",
         description="Fine-tune on (prompt, reference completion + EOS) pairs with a prompt-masked cross-entropy; "
         "evaluate held-out accuracy before and after; save OUTPUT_DIR/final for `gspo train --model`.",
@@ -31,5 +33,7 @@ def run(args) -> int:
 
 
 def _report(summary: dict, config) -> str:
-    return (f"{before_after(summary)}; loss {summary['first_loss']:.3f} -> {summary['final_loss']:.3f}; "
-            f"model in {config.output_dir}/final")
+    return (
+        f"{before_after(summary)}; loss {summary['first_loss']:.3f} -> {summary['final_loss']:.3f}; "
+        f"model in {config.output_dir}/final"
+    )

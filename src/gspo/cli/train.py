@@ -15,14 +15,23 @@ from gspo.config import GSPOConfig, load_config
 
 def register(subparsers) -> None:
     p = add_run_parser(
-        subparsers, "train", GSPOConfig,
+        subparsers,
+        "train",
+        GSPOConfig,
         help="train a model with GSPO / GSPO-token / GRPO",
         description="Train with GSPO. With no arguments: the embedded default run (a few minutes on CPU).",
     )
-    p.add_argument("--num-processes", type=int, default=1,
-                   help="data-parallel processes: re-launches this command under `accelerate launch` (GPUs, or CPU with gloo)")
-    p.add_argument("--accelerate-config", default=None,
-                   help="accelerate config file for the launch (e.g. configs/accelerate/fsdp.yaml, deepspeed_zero2.yaml)")
+    p.add_argument(
+        "--num-processes",
+        type=int,
+        default=1,
+        help="data-parallel processes: re-launches this command under `accelerate launch` (GPUs, or CPU with gloo)",
+    )
+    p.add_argument(
+        "--accelerate-config",
+        default=None,
+        help="accelerate config file for the launch (e.g. configs/accelerate/fsdp.yaml, deepspeed_zero2.yaml)",
+    )
     add_fields(p, GSPOConfig)
 
 
@@ -70,8 +79,6 @@ def _relaunch(args) -> int:
     """Run the same command under ``accelerate launch`` with the requested process count."""
     import os
     import subprocess
-
-    import torch
 
     argv = sys.argv[sys.argv.index("train") + 1 :] if "train" in sys.argv else []
     cleaned, skip = [], False

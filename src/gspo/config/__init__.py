@@ -4,4 +4,15 @@ from gspo.config.fields import ConfigError, add_config_arguments, field_docs, fr
 from gspo.config.run import RunConfig, use_chat_template
 from gspo.config.train import GSPOConfig, load_config
 
-__all__ = ["ConfigError", "GSPOConfig", "RunConfig", "use_chat_template", "add_config_arguments", "field_docs", "from_dict", "load_config", "load_yaml", "to_yaml"]
+__all__ = [
+    "ConfigError",
+    "GSPOConfig",
+    "RunConfig",
+    "use_chat_template",
+    "add_config_arguments",
+    "field_docs",
+    "from_dict",
+    "load_config",
+    "load_yaml",
+    "to_yaml",
+]

@@ -33,7 +33,7 @@ class ConfigError(ValueError):
         self.field = field
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def field_docs(cls: type) -> dict[str, str]:
     """Map field name -> the docstring written after it in the class body."""
     docs: dict[str, str] = {}
@@ -236,14 +236,26 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: tu
             group.add_argument(*flags, dest=dest, default=argparse.SUPPRESS, metavar="VALUE", help=help_text)
             continue
         on, off = switch
-        group.add_argument(*flags, dest=dest, default=argparse.SUPPRESS, nargs="?", const=on, metavar=on.upper(),
-                           help=f"{help_text}; the bare flag means {on}")
+        group.add_argument(
+            *flags,
+            dest=dest,
+            default=argparse.SUPPRESS,
+            nargs="?",
+            const=on,
+            metavar=on.upper(),
+            help=f"{help_text}; the bare flag means {on}",
+        )
         negated = sorted({f"--no-{f.name.replace('_', '-')}", f"--no_{f.name}"}, key=lambda flag: "_" in flag)
-        group.add_argument(*negated, dest=dest,
-                           action="store_const", const=off, default=argparse.SUPPRESS,
-                           help=f"same as --{f.name.replace('_', '-')} {off}")
+        group.add_argument(
+            *negated,
+            dest=dest,
+            action="store_const",
+            const=off,
+            default=argparse.SUPPRESS,
+            help=f"same as --{f.name.replace('_', '-')} {off}",
+        )
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The ``--field value`` options the user gave, as a dict of raw strings."""
-    return {k[len("cfg__"):]: v for k, v in vars(args).items() if k.startswith("cfg__")}
+    return {k[len("cfg__") :]: v for k, v in vars(args).items() if k.startswith("cfg__")}

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Optional, TypeVar
+from typing import Any, Literal, Optional, TypeVar
 
 from gspo.config.fields import ConfigError, from_dict, load_yaml
 from gspo.config.trackers import check_report_to
@@ -108,7 +109,11 @@ class RunConfig:
         self.task_options = parse_task_options(self.task_options)
         if self.task_options or "reasoning_gym" in self.task:
             check_task_options(self.task, self.task_options)
-        need(self.eval_max_new_tokens is None or self.eval_max_new_tokens >= 1, "eval_max_new_tokens", "must be >= 1 or None")
+        need(
+            self.eval_max_new_tokens is None or self.eval_max_new_tokens >= 1,
+            "eval_max_new_tokens",
+            "must be >= 1 or None",
+        )
         need(self.max_prompt_tokens >= 1, "max_prompt_tokens", "must be >= 1")
         need(self.micro_batch_size >= 1, "micro_batch_size", "must be >= 1")
         need(self.learning_rate > 0, "learning_rate", "must be > 0")
@@ -119,7 +124,11 @@ class RunConfig:
         need(self.eval_every >= 0, "eval_every", "must be >= 0")
         need(self.log_every >= 1, "log_every", "must be >= 1")
         need(self.num_threads is None or self.num_threads >= 1, "num_threads", "must be >= 1 or None")
-        need(self.device in ("auto", "cpu") or self.device.startswith("cuda"), "device", "must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        need(
+            self.device in ("auto", "cpu") or self.device.startswith("cuda"),
+            "device",
+            "must be 'auto', 'cpu', 'cuda' or 'cuda:N'",
+        )
         check_report_to(self.report_to)
 
 
@@ -142,7 +151,8 @@ def parse_task_options(value: Any, name: str = "task_options") -> dict[str, Any]
         value = {}
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise ConfigError(
-            name, f"must be a mapping of option names to values, such as '{{\"dataset\": \"basic_arithmetic\"}}', got {value!r}"
+            name,
+            f'must be a mapping of option names to values, such as \'{{"dataset": "basic_arithmetic"}}\', got {value!r}',
         )
     return dict(value)
 
@@ -152,7 +162,9 @@ def check_task_options(task: str, options: dict[str, Any]) -> None:
     from gspo.tasks import TASK_REGISTRY, is_mixture_spec, make_task
 
     if not is_mixture_spec(task) and task not in TASK_REGISTRY:
-        raise ConfigError("task", f"unknown task {task!r}; valid tasks: {sorted(TASK_REGISTRY)} or a mixture 'a:0.5,b:0.5'")
+        raise ConfigError(
+            "task", f"unknown task {task!r}; valid tasks: {sorted(TASK_REGISTRY)} or a mixture 'a:0.5,b:0.5'"
+        )
     try:
         make_task(task, options)
     except (ValueError, TypeError) as exc:

@@ -31,5 +31,8 @@ def check_report_to(names: list[str], field: str = "report_to") -> None:
             continue
         module, install = TRACKER_PACKAGES[name]
         if importlib.util.find_spec(module) is None:
-            raise ConfigError(field, f"{name!r} needs the {module} package, which is not installed: {install} "
-                                     f"(or pip install 'gspo[trackers]' for all of them)")
+            raise ConfigError(
+                field,
+                f"{name!r} needs the {module} package, which is not installed: {install} "
+                f"(or pip install 'gspo[trackers]' for all of them)",
+            )

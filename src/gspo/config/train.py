@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
 from gspo.algorithms import ALGORITHMS, PROVIDED_NEEDS, get_algorithm
-from gspo.config.fields import ConfigError
 from gspo.config.run import RunConfig, check_task_options, config_loader, parse_task_options
 
 __all__ = ["GSPOConfig", "check_task_options", "load_config", "parse_task_options"]
@@ -162,7 +161,11 @@ class GSPOConfig(RunConfig):
         need(not missing, "algorithm", f"needs {missing}, which the trainer does not provide yet")
         self.algorithm_options = parse_task_options(self.algorithm_options, "algorithm_options")
         unknown = sorted(set(self.algorithm_options) - set(self.algorithm_spec.defaults))
-        need(not unknown, "algorithm_options", f"has unknown names {unknown}; {self.algorithm!r} takes {sorted(self.algorithm_spec.defaults)}")
+        need(
+            not unknown,
+            "algorithm_options",
+            f"has unknown names {unknown}; {self.algorithm!r} takes {sorted(self.algorithm_spec.defaults)}",
+        )
         need(self.clip_low is None or 0 <= self.clip_low < 1, "clip_low", "must be in [0, 1) or None")
         need(self.clip_high is None or self.clip_high >= 0, "clip_high", "must be >= 0 or None")
         need(self.kl_coef >= 0, "kl_coef", "must be >= 0")

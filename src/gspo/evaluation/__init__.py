@@ -16,7 +16,16 @@ from gspo.evaluation.report import (
     results_from_json,
     write_report,
 )
-from gspo.evaluation.suite import Suite, SuiteError, SuiteReport, SuiteScores, SuiteTask, get_suite, load_suites, suite_scores
+from gspo.evaluation.suite import (
+    Suite,
+    SuiteError,
+    SuiteReport,
+    SuiteScores,
+    SuiteTask,
+    get_suite,
+    load_suites,
+    suite_scores,
+)
 
 __all__ = [
     "EvalResult",

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -90,7 +91,7 @@ class EvalResult:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EvalResult":
+    def from_dict(cls, data: dict[str, Any]) -> EvalResult:
         rows = data.get("rows", [])
         return cls(
             task=data["task"],
@@ -163,14 +164,26 @@ def evaluate_task(
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
-    for lo in tqdm(range(0, len(flat_rows), batch_size), desc=f"eval {getattr(task, 'name', '')}",
-                   disable=not progress, leave=False):
+    for lo in tqdm(
+        range(0, len(flat_rows), batch_size),
+        desc=f"eval {getattr(task, 'name', '')}",
+        disable=not progress,
+        leave=False,
+    ):
         batch = flat_rows[lo : lo + batch_size]
         ids_BP, mask_BP = encode_prompts(tokenizer, [r["prompt"] for r in batch], max_prompt_tokens=max_prompt_tokens)
         rollout = sample(
-            model, ids_BP, mask_BP,
-            max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
-            eos_token_ids=eos_ids, pad_token_id=pad_id, generator=generator, greedy=greedy,
+            model,
+            ids_BP,
+            mask_BP,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            eos_token_ids=eos_ids,
+            pad_token_id=pad_id,
+            generator=generator,
+            greedy=greedy,
         )
         flat_completions.extend(decode_completions(tokenizer, rollout))
         prompt_tokens += int(mask_BP.sum())
@@ -190,12 +203,17 @@ def evaluate_task(
     pass_k: dict[int, float] = {}
     if samples > 1:
         for k in sorted({1, samples}):
-            pass_k[k] = sum(
-                pass_at_k(samples, sum(x >= correct_threshold for x in s), k) for s in scores
-            ) / len(rows)
+            pass_k[k] = sum(pass_at_k(samples, sum(x >= correct_threshold for x in s), k) for s in scores) / len(rows)
     settings = dict(
-        greedy=greedy, temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens,
-        batch_size=batch_size, seed=seed, max_prompt_tokens=max_prompt_tokens, correct_threshold=correct_threshold,
+        greedy=greedy,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        seed=seed,
+        max_prompt_tokens=max_prompt_tokens,
+        correct_threshold=correct_threshold,
     )
     return EvalResult(
         task=getattr(task, "name", type(task).__name__),

@@ -18,8 +18,9 @@ table after the comparison, and to ``eval.json``: ``"suite"``, ``"categories": {
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from gspo.evaluation.evaluate import EvalResult
 from gspo.evaluation.suite import SuiteReport, category_comparison_table, category_table
@@ -48,7 +49,10 @@ def _pass_k_cell(r: EvalResult, per_cell_k: bool) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|",
+    ]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -71,18 +75,31 @@ def comparison_table(
     pairs = [(a, by_task_b[a.task]) for a in results_a if a.task in by_task_b]
     pk_header, _ = _pass_k_header([r for pair in pairs for r in pair])
     header = [
-        "task", "n", f"accuracy ({name_a})", f"accuracy ({name_b})", "Δ accuracy",
-        f"{pk_header} ({name_a})", f"{pk_header} ({name_b})", f"Δ {pk_header}",
+        "task",
+        "n",
+        f"accuracy ({name_a})",
+        f"accuracy ({name_b})",
+        "Δ accuracy",
+        f"{pk_header} ({name_a})",
+        f"{pk_header} ({name_b})",
+        f"Δ {pk_header}",
     ]
     rows = []
     for a, b in pairs:
         pa = a.pass_at_k.get(a.samples) if a.samples > 1 else None
         pb = b.pass_at_k.get(b.samples) if b.samples > 1 else None
-        rows.append([
-            a.task, str(a.n) if a.n == b.n else f"{a.n}/{b.n}",
-            _num(a.accuracy), _num(b.accuracy), _signed(b.accuracy - a.accuracy),
-            _num(pa), _num(pb), _signed(pb - pa) if pa is not None and pb is not None else "-",
-        ])
+        rows.append(
+            [
+                a.task,
+                str(a.n) if a.n == b.n else f"{a.n}/{b.n}",
+                _num(a.accuracy),
+                _num(b.accuracy),
+                _signed(b.accuracy - a.accuracy),
+                _num(pa),
+                _num(pb),
+                _signed(pb - pa) if pa is not None and pb is not None else "-",
+            ]
+        )
     return _table(header, rows)
 
 
@@ -142,7 +159,9 @@ def report_markdown(
         if suite is not None and suite.compare is not None:
             parts += ["", category_table(suite.compare, suite.category_of)]
         parts += [
-            "", f"# Comparison: A = `{model}`, B = `{compare_model}`", "",
+            "",
+            f"# Comparison: A = `{model}`, B = `{compare_model}`",
+            "",
             comparison_table(results, compare, name_a="A", name_b="B"),
         ]
         if suite is not None and suite.compare is not None:
@@ -164,7 +183,9 @@ def write_report(
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / JSON_NAME, out / MARKDOWN_NAME
-    doc = report_json(results, model=model, settings=settings, compare=compare, compare_model=compare_model, suite=suite)
+    doc = report_json(
+        results, model=model, settings=settings, compare=compare, compare_model=compare_model, suite=suite
+    )
     json_path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     md_path.write_text(
         report_markdown(results, model=model, compare=compare, compare_model=compare_model, suite=suite),

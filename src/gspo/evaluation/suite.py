@@ -30,9 +30,10 @@ task accuracies (every task counts once, whatever its number of rows).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 #: The categories a suite task may belong to.
 CATEGORIES = ("math", "code", "reasoning")
@@ -266,9 +267,11 @@ class SuiteReport:
     compare: SuiteScores | None = None
 
     @classmethod
-    def from_results(cls, suite: str, category_of: Mapping[str, str], results: Sequence[Any],
-                     compare: Sequence[Any] | None = None) -> "SuiteReport":
+    def from_results(
+        cls, suite: str, category_of: Mapping[str, str], results: Sequence[Any], compare: Sequence[Any] | None = None
+    ) -> SuiteReport:
         """From evaluation results (anything with ``task`` and ``accuracy``) of one or two models."""
+
         def scores(rs: Sequence[Any]) -> SuiteScores:
             return suite_scores({r.task: r.accuracy for r in rs}, category_of)
 
@@ -279,8 +282,11 @@ class SuiteReport:
         doc: dict[str, Any] = {"suite": self.suite, **self.scores.to_dict()}
         if self.compare is not None:
             doc["difference"] = {
-                "categories": {c: self.compare.categories[c] - v for c, v in self.scores.categories.items()
-                               if c in self.compare.categories},
+                "categories": {
+                    c: self.compare.categories[c] - v
+                    for c, v in self.scores.categories.items()
+                    if c in self.compare.categories
+                },
                 "overall": self.compare.overall - self.scores.overall,
             }
         return doc

@@ -46,12 +46,13 @@ import logging
 import math
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from gspo.config import ConfigError, GSPOConfig
 from gspo.algorithms import ALGORITHMS
+from gspo.config import ConfigError, GSPOConfig
 from gspo.experiments.stats import DEFAULT_COLLAPSE_DROP, band, collapse_stats, describe, mean_or_none
 
 logger = logging.getLogger("gspo")
@@ -59,8 +60,23 @@ logger = logging.getLogger("gspo")
 #: What ``--algos`` accepts: the RL algorithms and the supervised baseline.
 COMPARE_ALGORITHMS = (*ALGORITHMS, "sft")
 #: Fields of GSPOConfig that SFT runs copy, so that both see the same model, data and evaluation.
-SFT_MATCHED_FIELDS = ("model", "dtype", "device", "num_threads", "task", "task_options", "data_path", "train_split", "eval_split",
-                      "eval_limit", "eval_every", "chat", "max_prompt_tokens", "progress", "report_to")
+SFT_MATCHED_FIELDS = (
+    "model",
+    "dtype",
+    "device",
+    "num_threads",
+    "task",
+    "task_options",
+    "data_path",
+    "train_split",
+    "eval_split",
+    "eval_limit",
+    "eval_every",
+    "chat",
+    "max_prompt_tokens",
+    "progress",
+    "report_to",
+)
 
 
 @dataclass
@@ -102,7 +118,9 @@ def parse_seeds(text: str | int | Sequence[int], base_seed: int = 0) -> list[int
             items = text.split(",") if isinstance(text, str) else text
             count, explicit = None, [int(s) for s in items if str(s).strip()]
     except ValueError:
-        raise ConfigError("seeds", f"must be a count (3) or a comma-separated list of seeds (0,1,2), got {text!r}") from None
+        raise ConfigError(
+            "seeds", f"must be a count (3) or a comma-separated list of seeds (0,1,2), got {text!r}"
+        ) from None
     if explicit is None:
         assert count is not None
         if count < 1:
@@ -131,14 +149,18 @@ def sft_config_for(base: GSPOConfig, *, seed: int, output_dir: Path, template=No
     values.update({name: getattr(base, name) for name in SFT_MATCHED_FIELDS})
     values.update(
         eval_max_new_tokens=base.eval_max_new_tokens or base.max_new_tokens,  # what GSPOTrainer.evaluate uses
-        batch_size=base.prompts_per_step, max_steps=base.max_steps, seed=seed, output_dir=str(output_dir),
+        batch_size=base.prompts_per_step,
+        max_steps=base.max_steps,
+        seed=seed,
+        output_dir=str(output_dir),
         train_limit=None,
     )
     return SFTConfig(**values).validate()
 
 
-def plan_runs(base: GSPOConfig, algos: Sequence[str], seeds: Sequence[int], output_dir: Path, *,
-              sft_template=None) -> list[RunPlan]:
+def plan_runs(
+    base: GSPOConfig, algos: Sequence[str], seeds: Sequence[int], output_dir: Path, *, sft_template=None
+) -> list[RunPlan]:
     """Every (seed, algorithm) run, seed-major."""
     plans = []
     for seed in seeds:
@@ -148,7 +170,9 @@ def plan_runs(base: GSPOConfig, algos: Sequence[str], seeds: Sequence[int], outp
             if algo == "sft":
                 config = sft_config_for(base, seed=seed, output_dir=run_dir, template=sft_template)
             else:
-                config = dataclasses.replace(base, algorithm=algo, seed=seed, output_dir=str(run_dir), resume=False).validate()
+                config = dataclasses.replace(
+                    base, algorithm=algo, seed=seed, output_dir=str(run_dir), resume=False
+                ).validate()
             plans.append(RunPlan(name, algo, seed, run_dir, config))
     return plans
 
@@ -193,8 +217,15 @@ def _points(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
     return steps, [by_step[s] for s in steps]
 
 
-def run_record(plan: RunPlan, summary: dict[str, Any], wall: float, *, report_dir: Path,
-               collapse_window: int | None, collapse_drop: float) -> dict[str, Any]:
+def run_record(
+    plan: RunPlan,
+    summary: dict[str, Any],
+    wall: float,
+    *,
+    report_dir: Path,
+    collapse_window: int | None,
+    collapse_drop: float,
+) -> dict[str, Any]:
     """Everything the report keeps about one run, read from its summary and metrics.jsonl."""
     from gspo.trainer.metrics import read_metrics
 
@@ -207,7 +238,9 @@ def run_record(plan: RunPlan, summary: dict[str, Any], wall: float, *, report_di
         "name": plan.name,
         "algorithm": plan.algorithm,
         "seed": plan.seed,
-        "run_dir": str(plan.run_dir.relative_to(report_dir)) if plan.run_dir.is_relative_to(report_dir) else str(plan.run_dir),
+        "run_dir": str(plan.run_dir.relative_to(report_dir))
+        if plan.run_dir.is_relative_to(report_dir)
+        else str(plan.run_dir),
         "steps": steps,
         "eval_before": summary.get("eval_before"),
         "eval_after": summary.get("eval_after"),
@@ -221,8 +254,11 @@ def run_record(plan: RunPlan, summary: dict[str, Any], wall: float, *, report_di
     loss_steps, loss = _points(rows, "loss")
     record["loss_curve"] = {"steps": loss_steps, "values": loss}
     if plan.algorithm == "sft":
-        record.update(examples_seen=summary.get("examples_seen"), reference_column=summary.get("reference_column"),
-                      reference_accuracy=summary.get("reference_accuracy"))
+        record.update(
+            examples_seen=summary.get("examples_seen"),
+            reference_column=summary.get("reference_column"),
+            reference_accuracy=summary.get("reference_accuracy"),
+        )
         return record
     cfg: GSPOConfig = plan.config
     r_steps, rewards = _points(rows, "reward/mean")
@@ -260,8 +296,13 @@ def aggregate(records: Sequence[dict[str, Any]], algos: Sequence[str]) -> dict[s
             "eval_after_by_seed": {str(r["seed"]): r["eval_after"] for r in runs},
             "best_eval": describe([r["best_eval"] for r in runs]),
             "eval_auc": describe([r.get("eval_auc") for r in runs]),
-            "eval_gain": describe([r["eval_after"] - r["eval_before"] for r in runs
-                                   if r["eval_after"] is not None and r["eval_before"] is not None]),
+            "eval_gain": describe(
+                [
+                    r["eval_after"] - r["eval_before"]
+                    for r in runs
+                    if r["eval_after"] is not None and r["eval_before"] is not None
+                ]
+            ),
             "wall_seconds": describe([r["wall_seconds"] for r in runs]),
             "train_seconds": describe([r["train_seconds"] for r in runs]),
             "wall_seconds_total": sum(r["wall_seconds"] for r in runs),
@@ -288,6 +329,7 @@ def aggregate(records: Sequence[dict[str, Any]], algos: Sequence[str]) -> dict[s
 
 def headline(algorithms: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The numbers behind the paper's claims, where the algorithms involved were run."""
+
     def mean(algo, key):
         return (algorithms.get(algo) or {}).get(key, {}).get("mean")
 
@@ -307,10 +349,18 @@ def headline(algorithms: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------- the whole thing
-def run_comparison(base: GSPOConfig, algos: Sequence[str], seeds: Sequence[int], output_dir: str | Path, *,
-                   sft_template=None, collapse_window: int | None = None,
-                   collapse_drop: float = DEFAULT_COLLAPSE_DROP, reuse: bool = False,
-                   plots: bool = True) -> dict[str, Any]:
+def run_comparison(
+    base: GSPOConfig,
+    algos: Sequence[str],
+    seeds: Sequence[int],
+    output_dir: str | Path,
+    *,
+    sft_template=None,
+    collapse_window: int | None = None,
+    collapse_drop: float = DEFAULT_COLLAPSE_DROP,
+    reuse: bool = False,
+    plots: bool = True,
+) -> dict[str, Any]:
     """Run every (seed, algorithm) pair, then write report.json, report.md and the PNGs; return the report."""
     from gspo.experiments.report import write_report
 
@@ -333,12 +383,21 @@ def run_comparison(base: GSPOConfig, algos: Sequence[str], seeds: Sequence[int],
     for i, plan in enumerate(plans, 1):
         logger.info("compare [%d/%d]: %s", i, len(plans), plan.name)
         summary, wall, reused = run_one(plan, reuse=reuse)
-        record = run_record(plan, summary, wall, report_dir=out, collapse_window=collapse_window,
-                            collapse_drop=collapse_drop)
+        record = run_record(
+            plan, summary, wall, report_dir=out, collapse_window=collapse_window, collapse_drop=collapse_drop
+        )
         record["reused"] = reused
         records.append(record)
-        logger.info("compare [%d/%d]: %s held-out %s -> %s in %.0fs%s", i, len(plans), plan.name,
-                    _fmt(record["eval_before"]), _fmt(record["eval_after"]), wall, " (reused)" if reused else "")
+        logger.info(
+            "compare [%d/%d]: %s held-out %s -> %s in %.0fs%s",
+            i,
+            len(plans),
+            plan.name,
+            _fmt(record["eval_before"]),
+            _fmt(record["eval_after"]),
+            wall,
+            " (reused)" if reused else "",
+        )
     algorithms = aggregate(records, algos)
     import torch
 
@@ -354,10 +413,16 @@ def run_comparison(base: GSPOConfig, algos: Sequence[str], seeds: Sequence[int],
             "prompts_per_run": base.max_steps * base.prompts_per_step,
             "collapse_window": collapse_window,
             "collapse_drop": collapse_drop,
-            "sft_config": dataclasses.asdict(plans[[p.algorithm for p in plans].index("sft")].config) if "sft" in algos else None,
+            "sft_config": dataclasses.asdict(plans[[p.algorithm for p in plans].index("sft")].config)
+            if "sft" in algos
+            else None,
         },
-        "environment": {"python": platform.python_version(), "torch": torch.__version__,
-                        "torch_threads": torch.get_num_threads(), "machine": platform.machine()},
+        "environment": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "machine": platform.machine(),
+        },
         "total_wall_seconds": time.perf_counter() - start,
         "runs_wall_seconds": sum(r["wall_seconds"] for r in records),
         "algorithms": algorithms,

@@ -71,10 +71,14 @@ def report_markdown(report: dict[str, Any]) -> str:
             f"| {_pm(a.get('final_reward'))} | {_pm(a.get('mean_reward'))} | {_pm_g(a.get('clip_frac'))} "
             f"| {collapses} | {_f(a['train_seconds']['mean'], 0)} |"
         )
-    lines += ["", "## Per run", "",
-              "| run | held-out before | after | best | final train reward | mean clip fraction "
-              "| reward drop from peak | collapsed | train s | wall s | folder |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Per run",
+        "",
+        "| run | held-out before | after | best | final train reward | mean clip fraction "
+        "| reward drop from peak | collapsed | train s | wall s | folder |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in report["runs"]:
         col = r.get("collapse") or {}
         lines.append(
@@ -89,15 +93,21 @@ def report_markdown(report: dict[str, Any]) -> str:
     if "clip_frac_gspo_over_grpo" in head:
         g = report["algorithms"]["gspo"]["clip_frac"]["mean"]
         r = report["algorithms"]["grpo"]["clip_frac"]["mean"]
-        lines.append(f"- Clip fraction GSPO {_g(g)} vs GRPO {_g(r)}: ratio {_g(head['clip_frac_gspo_over_grpo'])} "
-                     "(paper, figure 2: about 0.15 vs 0.0013, a ratio of about 100).")
+        lines.append(
+            f"- Clip fraction GSPO {_g(g)} vs GRPO {_g(r)}: ratio {_g(head['clip_frac_gspo_over_grpo'])} "
+            "(paper, figure 2: about 0.15 vs 0.0013, a ratio of about 100)."
+        )
     for key, value in head.items():
         if key.startswith("eval_after_gspo_minus_"):
-            lines.append(f"- Held-out accuracy after training, GSPO minus {key[len('eval_after_gspo_minus_'):]}: "
-                         f"{value:+.3f} (means over seeds).")
+            lines.append(
+                f"- Held-out accuracy after training, GSPO minus {key[len('eval_after_gspo_minus_') :]}: "
+                f"{value:+.3f} (means over seeds)."
+            )
     if head.get("gspo_vs_gspo_token_max_abs_eval_after_diff") is not None:
-        lines.append("- GSPO vs GSPO-token, same seed: largest |difference| in final held-out accuracy "
-                     f"{head['gspo_vs_gspo_token_max_abs_eval_after_diff']:.3f} (equal in exact arithmetic).")
+        lines.append(
+            "- GSPO vs GSPO-token, same seed: largest |difference| in final held-out accuracy "
+            f"{head['gspo_vs_gspo_token_max_abs_eval_after_diff']:.3f} (equal in exact arithmetic)."
+        )
     s = report["settings"]
     window = s["collapse_window"]
     lines += [
@@ -133,13 +143,22 @@ def _pm_g(d: dict[str, Any] | None) -> str:
     return f"{d['mean']:.3g} ± {d['std']:.2g}"
 
 
-def _band(ax, curve: dict[str, list], color: str, label: str, *, raw: dict[str, list] | None = None,
-          style: str = "-") -> None:
+def _band(
+    ax, curve: dict[str, list], color: str, label: str, *, raw: dict[str, list] | None = None, style: str = "-"
+) -> None:
     xs = curve["steps"]
     if not xs:
         return
-    ax.plot(xs, curve["mean"], color=color, linewidth=2, label=label, marker="o" if len(xs) < 12 else None,
-            markersize=3, linestyle=style)
+    ax.plot(
+        xs,
+        curve["mean"],
+        color=color,
+        linewidth=2,
+        label=label,
+        marker="o" if len(xs) < 12 else None,
+        markersize=3,
+        linestyle=style,
+    )
     ax.fill_between(xs, curve["min"], curve["max"], color=color, alpha=0.18, linewidth=0)
     if raw is not None and raw["steps"]:
         ax.plot(raw["steps"], raw["mean"], color=color, linewidth=0.7, alpha=0.35)
@@ -153,7 +172,9 @@ def _smoothed(runs: list[dict[str, Any]], window: int) -> dict[str, list]:
     for r in runs:
         vals, steps = r["reward_curve"]["values"], r["reward_curve"]["steps"]
         w = max(1, min(window, len(vals)))
-        smooth.append({"steps": steps[w - 1:], "values": [sum(vals[t - w + 1 : t + 1]) / w for t in range(w - 1, len(vals))]})
+        smooth.append(
+            {"steps": steps[w - 1 :], "values": [sum(vals[t - w + 1 : t + 1]) / w for t in range(w - 1, len(vals))]}
+        )
     return band(smooth)
 
 
@@ -167,8 +188,9 @@ def plot_report(report: dict[str, Any], out_dir: Path) -> list[str]:
     algos = report["algorithms_order"]
     rl = [a for a in algos if a != "sft"]
     cfg = report["settings"]["base_config"]
-    title = (f"{cfg['task']}, lr {cfg['learning_rate']:g}, {len(report['seeds'])} seed(s): "
-             "mean, band = min–max over seeds")
+    title = (
+        f"{cfg['task']}, lr {cfg['learning_rate']:g}, {len(report['seeds'])} seed(s): mean, band = min–max over seeds"
+    )
     written = []
 
     def save(fig, name: str) -> None:
@@ -182,8 +204,14 @@ def plot_report(report: dict[str, Any], out_dir: Path) -> list[str]:
         for algo in rl:
             runs = [r for r in report["runs"] if r["algorithm"] == algo]
             window = max((r["collapse"]["window"] for r in runs), default=1)
-            _band(ax, _smoothed(runs, window), COLORS.get(algo, "k"), f"{algo} (trailing mean, W={window})",
-                  raw=report["algorithms"][algo]["reward_curve"], style=STYLES.get(algo, "-"))
+            _band(
+                ax,
+                _smoothed(runs, window),
+                COLORS.get(algo, "k"),
+                f"{algo} (trailing mean, W={window})",
+                raw=report["algorithms"][algo]["reward_curve"],
+                style=STYLES.get(algo, "-"),
+            )
         ax.set(xlabel="step (equal sampling budget per step)", ylabel="training reward", title=title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -200,8 +228,13 @@ def plot_report(report: dict[str, Any], out_dir: Path) -> list[str]:
 
     if rl:
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [2, 1]})
-        positive = [v for algo in rl for v in report["algorithms"][algo]["clip_frac_curve"]["min"]
-                    + report["algorithms"][algo]["clip_frac_curve"]["max"] if v and v > 0]
+        positive = [
+            v
+            for algo in rl
+            for v in report["algorithms"][algo]["clip_frac_curve"]["min"]
+            + report["algorithms"][algo]["clip_frac_curve"]["max"]
+            if v and v > 0
+        ]
         floor = min(positive) / 3 if positive else 1e-6  # zeros are drawn at the floor of the log axis
         for algo in rl:
             curve = report["algorithms"][algo]["clip_frac_curve"]

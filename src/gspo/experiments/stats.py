@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 #: A run "collapsed" when its smoothed reward fell this far below its own peak.
 DEFAULT_COLLAPSE_DROP = 0.2

@@ -58,7 +58,9 @@ def group_advantages(rewards: Tensor, group_size: int, *, scale: str = "group") 
     if not isinstance(group_size, int) or group_size < 1:
         raise ValueError(f"group_size: must be a positive integer, got {group_size!r}")
     if rewards.dim() != 1 or rewards.shape[0] % group_size != 0:
-        raise ValueError(f"rewards: must be [B] with B a multiple of group_size={group_size}, got {tuple(rewards.shape)}")
+        raise ValueError(
+            f"rewards: must be [B] with B a multiple of group_size={group_size}, got {tuple(rewards.shape)}"
+        )
     rewards_B = rewards.to(torch.float64 if rewards.dtype == torch.float64 else torch.float32)
     r_GN = rewards_B.view(-1, group_size)
     mean_G1, std_G1, count_G1 = _nan_mean_std(r_GN, dim=1)

@@ -64,7 +64,7 @@ class _ChunkedTokenLogProb(torch.autograd.Function):
         logp_N = torch.empty(n, dtype=dt, device=h_NH.device)
         entropy_N = torch.empty(n if with_entropy else 0, dtype=dt, device=h_NH.device)
         lse_N = None if save_probs else torch.empty(n, dtype=dt, device=h_NH.device)
-        probs: list[Tensor] = []
+        probs = []  # list[Tensor]: the softmax chunks kept for backward
         for start in range(0, n, chunk_size):
             end = min(start + chunk_size, n)
             t_C1 = targets_N[start:end, None]

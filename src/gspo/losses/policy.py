@@ -46,8 +46,9 @@ Nothing here calls ``.item()`` or synchronises with the host; stats are detached
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, TypeAlias
+from typing import Any, TypeAlias
 
 import torch
 
@@ -179,7 +180,9 @@ def kl_k3(logp_BT: Tensor, ref_logp_BT: Tensor, mask_BT: Tensor, max_log_ratio: 
     return torch.where(mask_BT, torch.exp(delta_BT) - delta_BT - 1.0, 0.0)
 
 
-def aggregate(term_BT: Tensor, mask_BT: Tensor, lengths_B: Tensor, mode: str, normalizer: Tensor | float | None) -> Tensor:
+def aggregate(
+    term_BT: Tensor, mask_BT: Tensor, lengths_B: Tensor, mode: str, normalizer: Tensor | float | None
+) -> Tensor:
     """Reduce per-token loss terms to a scalar (see module docstring). Masked terms must already be 0."""
     if mode == "seq-mean":
         total = (term_BT.sum(dim=-1) / lengths_B).sum()
@@ -300,7 +303,9 @@ def _check_shapes(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tens
         # Constant along each response? Compared on the host only for this rare input form.
         first = advantages[:, :1].expand_as(advantages)
         if not bool(torch.where(mask.bool(), advantages == first, True).all()):
-            raise ValueError("advantages: per-token advantages need level='sequence_token' (GSPO-token), not 'sequence'")
+            raise ValueError(
+                "advantages: per-token advantages need level='sequence_token' (GSPO-token), not 'sequence'"
+            )
 
 
 def _masked_inputs(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor) -> LossInputs:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,7 +36,7 @@ class Registry(dict):
             raise ValueError(f"unknown {self.kind} {name!r}; valid: {sorted(self)}") from None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def declared_keywords(fn: Callable[..., Any]) -> frozenset[str] | None:
     """The keyword parameters ``fn`` takes (None when it takes ``**kwargs``: everything)."""
     params = inspect.signature(fn).parameters.values()

@@ -24,4 +24,3 @@ def model_device(model: nn.Module) -> torch.device:
         return next(model.parameters()).device
     except StopIteration:
         return torch.device("cpu")
-

@@ -32,9 +32,10 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 #: Special tokens first (ids 0..3), then the characters.
 SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<unk>")
@@ -182,9 +183,7 @@ def pretrain(config: PretrainConfig, *, log_every: int = 100, verbose: bool = Tr
     model = build_model(config, tokenizer)
     train_pairs = split_pairs()["train"]
     ids, labels, weights = _encode_corpus(tokenizer, train_pairs, config.teacher_correct_prob)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, betas=(0.9, 0.98), weight_decay=config.weight_decay
-    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.98), weight_decay=config.weight_decay)
 
     def lr_factor(step: int) -> float:
         if step < config.warmup_steps:
@@ -210,7 +209,10 @@ def pretrain(config: PretrainConfig, *, log_every: int = 100, verbose: bool = Tr
         scheduler.step()
         loss_avg = loss.item() if loss_avg is None else 0.95 * loss_avg + 0.05 * loss.item()
         if verbose and (step + 1) % log_every == 0:
-            print(f"[pretrain] step {step + 1}/{config.steps} loss {loss_avg:.4f} ({time.time() - start:.0f}s)", flush=True)
+            print(
+                f"[pretrain] step {step + 1}/{config.steps} loss {loss_avg:.4f} ({time.time() - start:.0f}s)",
+                flush=True,
+            )
     model.eval()
     info = {
         "config": asdict(config),

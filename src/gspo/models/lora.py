@@ -22,7 +22,11 @@ def apply_lora(model, *, r: int, alpha: float, dropout: float, target_modules: s
     """Wrap ``model`` with fresh LoRA adapters; only adapter weights stay trainable."""
     from peft import LoraConfig, get_peft_model
 
-    targets = target_modules if target_modules == "all-linear" else [t.strip() for t in target_modules.split(",") if t.strip()]
+    targets = (
+        target_modules
+        if target_modules == "all-linear"
+        else [t.strip() for t in target_modules.split(",") if t.strip()]
+    )
     lora_config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM")
     peft_model = get_peft_model(model, lora_config)
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from gspo.rewards.format import as_text, boxed_contents
 

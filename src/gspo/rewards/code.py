@@ -17,7 +17,8 @@ completed without an exception.
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from gspo.rewards.format import as_text
 

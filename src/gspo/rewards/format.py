@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 RewardFunction = Callable[..., list]
 
 _BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _BRACE_RE = re.compile(r"[{}]")
 _HASH_RE = re.compile(r"^[ \t]*####[ \t]*\S", re.MULTILINE)
-_ANSWER_LINE_RE = re.compile(r"^[ \t]*(?:\*\*)?(?:final answer|answer)(?:\*\*)?[ \t]*:[ \t]*\S", re.IGNORECASE | re.MULTILINE)
+_ANSWER_LINE_RE = re.compile(
+    r"^[ \t]*(?:\*\*)?(?:final answer|answer)(?:\*\*)?[ \t]*:[ \t]*\S", re.IGNORECASE | re.MULTILINE
+)
 _PY_BLOCK_RE = re.compile(r"```[ \t]*(?:python|py|python3)[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 
 

@@ -51,9 +51,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
-from typing import Any, Sequence
+from typing import Any
 
 from gspo.rewards.format import as_text, boxed_contents
 
@@ -154,7 +155,9 @@ _NUMBER_RE = re.compile(rf"^(?:{_NUM_RE})$")
 _SLASH_FRAC_RE = re.compile(rf"^([+-]?)({_NUM_RE})\s*/\s*({_NUM_RE})$")
 _LATEX_FRAC_RE = re.compile(rf"^([+-]?)\\frac\s*(?:\{{\s*({_NUM_RE})\s*\}}|(\d))\s*(?:\{{\s*({_NUM_RE})\s*\}}|(\d))$")
 _ASSIGN_RE = re.compile(r"^[A-Za-z](?:_\{?\w+\}?)?\s*=\s*")
-_UNIT_RE = re.compile(rf"^({_NUM_RE}|[+-]?\\frac\s*\{{[^{{}}]*\}}\s*\{{[^{{}}]*\}}|{_NUM_RE}\s*/\s*{_NUM_RE})\s+([A-Za-z]{{2,}}[A-Za-z .'/-]*)$")
+_UNIT_RE = re.compile(
+    rf"^({_NUM_RE}|[+-]?\\frac\s*\{{[^{{}}]*\}}\s*\{{[^{{}}]*\}}|{_NUM_RE}\s*/\s*{_NUM_RE})\s+([A-Za-z]{{2,}}[A-Za-z .'/-]*)$"
+)
 
 
 def normalize_answer(answer: str) -> str:
@@ -502,7 +505,21 @@ def math_reward(prompts: Sequence[Any], completions: Sequence[Any], answer: Sequ
 
 
 __all__ = [
-    "DECIMAL_REL_TOL", "DEFAULT_TIMEOUT_S", "MAX_SYMBOLIC_CHARS", "MathVerifyWorker", "answers_match",
-    "base_notation", "configure_math_verify", "extract_answer", "extract_boxed", "gold_answer", "math_reward",
-    "math_score", "normalize_answer", "numbers_equal", "shutdown_math_verify", "symbolic_equal", "to_number",
+    "DECIMAL_REL_TOL",
+    "DEFAULT_TIMEOUT_S",
+    "MAX_SYMBOLIC_CHARS",
+    "MathVerifyWorker",
+    "answers_match",
+    "base_notation",
+    "configure_math_verify",
+    "extract_answer",
+    "extract_boxed",
+    "gold_answer",
+    "math_reward",
+    "math_score",
+    "normalize_answer",
+    "numbers_equal",
+    "shutdown_math_verify",
+    "symbolic_equal",
+    "to_number",
 ]

@@ -24,7 +24,8 @@ reward's sandbox is only imported when it is used. :func:`register_reward` adds 
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 RewardFunction = Callable[..., list]
 
@@ -72,7 +73,9 @@ def load_reward(path: str) -> RewardFunction:
 def get_reward(name: str) -> RewardFunction:
     """The reward registered as ``name``; unknown names list the valid ones."""
     if name not in REWARD_REGISTRY:
-        raise ValueError(f"unknown reward {name!r}; valid rewards: {sorted(REWARD_REGISTRY)} or a 'module:function' path")
+        raise ValueError(
+            f"unknown reward {name!r}; valid rewards: {sorted(REWARD_REGISTRY)} or a 'module:function' path"
+        )
     entry = REWARD_REGISTRY[name]
     return load_reward(entry) if isinstance(entry, str) else entry
 

@@ -25,8 +25,8 @@ Shape suffixes: B batch, P prompt length, T completion length, V vocabulary.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -292,7 +292,12 @@ def _sample_loop(
     steps = 0
     for t in range(max_new_tokens):
         token_A, logp_A = _choose(
-            logits_AV, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, generator=generator,
+            logits_AV,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            greedy=greedy,
+            generator=generator,
             rows=None if rows is None else (*rows, batch_rows_A),
         )
         alive_A = ~done_A

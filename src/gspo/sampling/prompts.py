@@ -8,7 +8,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -84,14 +85,16 @@ def encode_prompts(
     if truncated:
         logger.warning(
             "%d of %d prompts were longer than max_prompt_tokens=%d and were truncated from the left",
-            truncated, len(prompts), max_prompt_tokens,
+            truncated,
+            len(prompts),
+            max_prompt_tokens,
         )
     width = max(len(r) for r in rows)
     prompt_ids_BP = torch.full((len(rows), width), _pad_id(tokenizer), dtype=torch.long)
     prompt_mask_BP = torch.zeros((len(rows), width), dtype=torch.long)
     for b, ids in enumerate(rows):
-        prompt_ids_BP[b, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
-        prompt_mask_BP[b, width - len(ids):] = 1
+        prompt_ids_BP[b, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+        prompt_mask_BP[b, width - len(ids) :] = 1
     return prompt_ids_BP, prompt_mask_BP
 
 

@@ -105,8 +105,11 @@ def _has_dropout(model: nn.Module) -> bool:
 
     def compute(m: nn.Module) -> bool:
         config = getattr(m, "config", None)
-        rates = [v for k, v in (vars(config).items() if config is not None else ())
-                 if ("dropout" in k or "pdrop" in k) and isinstance(v, (int, float)) and not isinstance(v, bool)]
+        rates = [
+            v
+            for k, v in (vars(config).items() if config is not None else ())
+            if ("dropout" in k or "pdrop" in k) and isinstance(v, (int, float)) and not isinstance(v, bool)
+        ]
         return any(r > 0 for r in rates) or any(isinstance(x, nn.Dropout) and x.p > 0 for x in m.modules())
 
     return cached_on(model, "_gspo_has_dropout", compute)
@@ -148,14 +151,21 @@ def _shared_prompt_hidden(backbone, prompt_ids_BP, prompt_mask_BP, completion_id
         return None  # nothing (or too little) to share: a second backbone call would cost more
     ids_UP, mask_UP = unique_UK[:, :P], unique_UK[:, P:]
     cache_arg = cache_argument(backbone)
-    out_p = backbone(input_ids=ids_UP, attention_mask=mask_UP, position_ids=position_ids_from_mask(mask_UP), use_cache=True)
+    out_p = backbone(
+        input_ids=ids_UP, attention_mask=mask_UP, position_ids=position_ids_from_mask(mask_UP), use_cache=True
+    )
     cache = returned_cache(out_p, cache_arg)
     if cache is None or not hasattr(cache, "batch_select_indices"):
         return None
     cache.batch_select_indices(inverse_B)  # differentiable indexing: gradients flow back to the prompt pass
     positions_BT = position_ids_from_mask(attention_mask_BS)[:, P:]
-    out_c = backbone(input_ids=completion_ids_BT, attention_mask=attention_mask_BS, position_ids=positions_BT,
-                     use_cache=True, **{cache_arg: cache})
+    out_c = backbone(
+        input_ids=completion_ids_BT,
+        attention_mask=attention_mask_BS,
+        position_ids=positions_BT,
+        use_cache=True,
+        **{cache_arg: cache},
+    )
     last_prompt_B1H = out_p.last_hidden_state[:, -1][inverse_B][:, None]
     return torch.cat([last_prompt_B1H, out_c.last_hidden_state[:, :-1]], dim=1)
 
@@ -194,7 +204,9 @@ def completion_logprobs(
         backbone, head = parts
         hidden_BTH = None
         if share_prompts and _can_share_prompts(model, backbone, prompt_ids_BP.shape[0]):
-            hidden_BTH = _shared_prompt_hidden(backbone, prompt_ids_BP, prompt_mask_BP, completion_ids_BT, attention_mask)
+            hidden_BTH = _shared_prompt_hidden(
+                backbone, prompt_ids_BP, prompt_mask_BP, completion_ids_BT, attention_mask
+            )
         if hidden_BTH is None:
             captured: dict[str, Tensor] = {}
 
@@ -208,8 +220,13 @@ def completion_logprobs(
                 handle.remove()
             hidden_BTH = captured["hidden"][:, P - 1 : P + T - 1]
         return chunked_token_logprobs(
-            hidden_BTH, head.weight, completion_ids_BT, bias=head.bias, temperature=temperature,
-            chunk_size=chunk_size, with_entropy=with_entropy,
+            hidden_BTH,
+            head.weight,
+            completion_ids_BT,
+            bias=head.bias,
+            temperature=temperature,
+            chunk_size=chunk_size,
+            with_entropy=with_entropy,
         )
 
     # Plain path: logits of completion positions only (when the model supports logits_to_keep).

@@ -86,10 +86,21 @@ def make_task(task: str, options: dict[str, Any] | None = None, *, seed: int = 0
     names = [e.name for e in entries]
     for key, value in options.items():
         if key not in names:
-            raise ValueError(f"task options of a mixture map component names to their options; {key!r} is not one of {names}")
+            raise ValueError(
+                f"task options of a mixture map component names to their options; {key!r} is not one of {names}"
+            )
         if not isinstance(value, dict):
             raise ValueError(f"task options of mixture component {key!r} must be a mapping, got {value!r}")
     return MixtureTask(entries, seed=seed, task_options=options)
 
 
-__all__ = ["DataError", "RowContext", "Task", "TASK_REGISTRY", "get_task", "is_mixture_spec", "make_task", "register_task"]
+__all__ = [
+    "DataError",
+    "RowContext",
+    "Task",
+    "TASK_REGISTRY",
+    "get_task",
+    "is_mixture_spec",
+    "make_task",
+    "register_task",
+]

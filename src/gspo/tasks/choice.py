@@ -83,7 +83,9 @@ def _canonical(record: dict[str, Any], where: str) -> tuple[str, list[str], int]
     choices = [c.strip() for c in choices]
     index = gold_index(answer, choices)
     if index is None:
-        raise DataError(f"{where}: answer {answer!r} is not a letter, index or text of one of the {len(choices)} choices")
+        raise DataError(
+            f"{where}: answer {answer!r} is not a letter, index or text of one of the {len(choices)} choices"
+        )
     return stem, choices, index
 
 

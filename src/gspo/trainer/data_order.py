@@ -44,6 +44,8 @@ class PromptOrder:
 
     def load_state_dict(self, state: dict) -> None:
         if state["num_rows"] != self.num_rows:
-            raise ValueError(f"resume: the checkpoint was trained on {state['num_rows']} rows, the data now has {self.num_rows}")
+            raise ValueError(
+                f"resume: the checkpoint was trained on {state['num_rows']} rows, the data now has {self.num_rows}"
+            )
         self.seed, self.epoch, self.position = state["seed"], state["epoch"], state["position"]
         self._perm = self._permutation(self.epoch)

@@ -24,7 +24,6 @@ from typing import Any
 
 import torch
 
-
 #: accelerate's distributed types that need GPUs: on CPU, accelerate 1.x either refuses them deep in
 #: each worker (FSDP with sync_module_states: "There are currently no available devices found") or
 #: silently drops the plugin and runs DDP (its state only switches to FSDP / DeepSpeed on GPUs).
@@ -39,8 +38,10 @@ def gpu_only_launch_error(kind: str, source: str) -> str | None:
     kind = kind.upper()
     if kind not in GPU_ONLY_TYPES or torch.cuda.is_available():
         return None
-    return (f"{source} asks for {kind}, which accelerate runs only on GPUs, and this machine has no CUDA device; "
-            f"on CPU use --num-processes N without --accelerate-config (DDP over gloo: the same result as one process)")
+    return (
+        f"{source} asks for {kind}, which accelerate runs only on GPUs, and this machine has no CUDA device; "
+        f"on CPU use --num-processes N without --accelerate-config (DDP over gloo: the same result as one process)"
+    )
 
 
 def launched_distributed() -> bool:
@@ -54,7 +55,11 @@ class Dist:
     def __init__(self, accelerator=None):
         self.accelerator = accelerator
         if accelerator is not None:
-            self.rank, self.world, self.is_main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
+            self.rank, self.world, self.is_main = (
+                accelerator.process_index,
+                accelerator.num_processes,
+                accelerator.is_main_process,
+            )
         else:
             self.rank, self.world, self.is_main = 0, 1, True
 

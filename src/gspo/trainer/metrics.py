@@ -64,8 +64,15 @@ class MetricsLogger:
     as the run's configuration; ``enabled=False`` (processes other than the main one) writes nothing.
     """
 
-    def __init__(self, output_dir: Path, *, report_to: list[str] | tuple[str, ...] = (), run_config: dict | None = None,
-                 enabled: bool = True, resume_step: int | None = None):
+    def __init__(
+        self,
+        output_dir: Path,
+        *,
+        report_to: list[str] | tuple[str, ...] = (),
+        run_config: dict | None = None,
+        enabled: bool = True,
+        resume_step: int | None = None,
+    ):
         self.enabled = enabled
         self.path = Path(output_dir) / "metrics.jsonl"
         self._trackers: list = []
@@ -75,10 +82,15 @@ class MetricsLogger:
         if resume_step is None:
             self.path.write_text("")
         elif self.path.exists():
-            kept = [line for line in self.path.read_text().splitlines() if line.strip() and self._step_of(line) <= resume_step]
+            kept = [
+                line
+                for line in self.path.read_text().splitlines()
+                if line.strip() and self._step_of(line) <= resume_step
+            ]
             self.path.write_text("".join(line + "\n" for line in kept))
-        self._trackers = open_trackers(list(report_to), Path(output_dir), config=run_config or {},
-                                       resume=resume_step is not None)
+        self._trackers = open_trackers(
+            list(report_to), Path(output_dir), config=run_config or {}, resume=resume_step is not None
+        )
 
     @staticmethod
     def _step_of(line: str) -> int:

@@ -15,7 +15,9 @@ import torch
 logger = logging.getLogger("gspo")
 
 
-def build_optimizer(params, *, kind: str, lr: float, weight_decay: float, betas: tuple[float, float], eps: float, device: torch.device):
+def build_optimizer(
+    params, *, kind: str, lr: float, weight_decay: float, betas: tuple[float, float], eps: float, device: torch.device
+):
     params = [p for p in params if p.requires_grad]
     if not params:
         raise ValueError("model: no trainable parameters")

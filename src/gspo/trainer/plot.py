@@ -68,7 +68,7 @@ def plot_run(run_dir: str | Path, output: str | Path | None = None) -> Path:
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     fig.suptitle(f"gspo run: {run_dir.name}")
     fig.tight_layout()

@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from typing import Any, Iterator, TextIO
+from collections.abc import Iterator
+from typing import Any, TextIO
 
 from gspo.trainer.metrics import progress_postfix
 
@@ -21,8 +22,16 @@ from gspo.trainer.metrics import progress_postfix
 class Progress:
     """``update(metrics)`` once per step; ``close()`` at the end (safe to call twice)."""
 
-    def __init__(self, total: int, *, desc: str, initial: int = 0, enabled: bool = True,
-                 stream: TextIO | None = None, every_s: float = 30.0):
+    def __init__(
+        self,
+        total: int,
+        *,
+        desc: str,
+        initial: int = 0,
+        enabled: bool = True,
+        stream: TextIO | None = None,
+        every_s: float = 30.0,
+    ):
         self.total, self.desc, self.step = total, desc, initial
         self.enabled = enabled
         self.stream = stream if stream is not None else sys.stderr
@@ -48,8 +57,11 @@ class Progress:
             self._last = now
             elapsed = now - self._start
             shown = " ".join(f"{k} {v}" for k, v in postfix.items())
-            print(f"{self.desc} step {self.step}/{self.total} | {elapsed:.0f}s | {shown}".rstrip(" |"),
-                  file=self.stream, flush=True)
+            print(
+                f"{self.desc} step {self.step}/{self.total} | {elapsed:.0f}s | {shown}".rstrip(" |"),
+                file=self.stream,
+                flush=True,
+            )
 
     def close(self) -> None:
         if self._bar is not None:

@@ -17,8 +17,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 logger = logging.getLogger("gspo")
 
@@ -85,7 +86,11 @@ class RewardRunner:
             per_function[name] = self._check(name, scores, n)
         total = []
         for i in range(n):
-            parts = [w * per_function[name][i] for name, w in zip(self.names, self.weights) if not math.isnan(per_function[name][i])]
+            parts = [
+                w * per_function[name][i]
+                for name, w in zip(self.names, self.weights)
+                if not math.isnan(per_function[name][i])
+            ]
             total.append(sum(parts) if parts else float("nan"))
         return RewardOutput(total, per_function, failures, time.perf_counter() - start)
 
@@ -94,7 +99,9 @@ class RewardRunner:
         try:
             scores = list(scores)
         except TypeError:
-            raise RewardError(f"reward function {name!r} returned {type(scores).__name__}, expected a list of {n} floats") from None
+            raise RewardError(
+                f"reward function {name!r} returned {type(scores).__name__}, expected a list of {n} floats"
+            ) from None
         if len(scores) != n:
             raise RewardError(f"reward function {name!r} returned {len(scores)} scores for {n} completions")
         out = []

@@ -41,9 +41,10 @@ import json
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 from gspo.config.fields import ConfigError
 from gspo.config.run import RunConfig, config_loader
@@ -85,8 +86,11 @@ class SFTConfig(RunConfig):
     def validate_own(self) -> None:
         need = self.need
         need(self.train_limit is None or self.train_limit >= 1, "train_limit", "must be >= 1 or None")
-        need(self.reference_column is None or bool(self.reference_column.strip()), "reference_column",
-             "must name a column or be None")
+        need(
+            self.reference_column is None or bool(self.reference_column.strip()),
+            "reference_column",
+            "must name a column or be None",
+        )
         need(self.max_completion_tokens >= 1, "max_completion_tokens", "must be >= 1")
         need(self.batch_size >= 1, "batch_size", "must be >= 1")
         need(self.epochs > 0, "epochs", "must be > 0")
@@ -108,7 +112,9 @@ def pick_reference_column(rows: Sequence[dict[str, Any]], explicit: str | None =
         raise ValueError("SFT: the train split has no rows")
     if explicit is not None:
         if not any(explicit in r for r in rows[:100]):
-            raise ConfigError("reference_column", f"the task's rows have no column {explicit!r} (columns: {sorted(rows[0])})")
+            raise ConfigError(
+                "reference_column", f"the task's rows have no column {explicit!r} (columns: {sorted(rows[0])})"
+            )
         return explicit
     for name in REFERENCE_COLUMNS:
         if any(_text(r.get(name)) for r in rows[:100]):
@@ -139,8 +145,15 @@ def build_examples(rows: Sequence[dict[str, Any]], column: str) -> tuple[list[di
     return examples, skipped
 
 
-def encode_batch(tokenizer, examples: Sequence[dict[str, Any]], *, eos_id: int, pad_id: int,
-                 max_prompt_tokens: int | None = None, max_completion_tokens: int = 512):
+def encode_batch(
+    tokenizer,
+    examples: Sequence[dict[str, Any]],
+    *,
+    eos_id: int,
+    pad_id: int,
+    max_prompt_tokens: int | None = None,
+    max_completion_tokens: int = 512,
+):
     """Tensors ``(prompt_ids_BP, prompt_mask_BP, completion_ids_BT, completion_mask_BT)``.
 
     Prompts are left-padded as for sampling; completions are the reference tokens + EOS, right-padded.
@@ -173,8 +186,15 @@ def _token_nll_sum(model, batch, device):
     return -torch.where(mask, logp, 0.0).sum(), int(mask.sum())
 
 
-def completion_loss(model, tokenizer, examples: Sequence[dict[str, Any]], *, batch_size: int = 64,
-                    max_prompt_tokens: int | None = None, max_completion_tokens: int = 512) -> float:
+def completion_loss(
+    model,
+    tokenizer,
+    examples: Sequence[dict[str, Any]],
+    *,
+    batch_size: int = 64,
+    max_prompt_tokens: int | None = None,
+    max_completion_tokens: int = 512,
+) -> float:
     """Mean per-token cross-entropy of the reference completions (+ EOS) under ``model`` (no gradient)."""
     import torch
 
@@ -189,8 +209,14 @@ def completion_loss(model, tokenizer, examples: Sequence[dict[str, Any]], *, bat
     total, count = 0.0, 0
     with torch.no_grad():
         for lo in range(0, len(examples), batch_size):
-            batch = encode_batch(tokenizer, examples[lo : lo + batch_size], eos_id=eos_ids[0], pad_id=pad_id,
-                                 max_prompt_tokens=max_prompt_tokens, max_completion_tokens=max_completion_tokens)
+            batch = encode_batch(
+                tokenizer,
+                examples[lo : lo + batch_size],
+                eos_id=eos_ids[0],
+                pad_id=pad_id,
+                max_prompt_tokens=max_prompt_tokens,
+                max_completion_tokens=max_completion_tokens,
+            )
             nll, n = _token_nll_sum(model, batch, device)
             total, count = total + float(nll), count + n
     model.train(was_training)
@@ -201,8 +227,16 @@ def completion_loss(model, tokenizer, examples: Sequence[dict[str, Any]], *, bat
 class SFTTrainer:
     """Fine-tune ``model`` on ``(prompt, reference + EOS)`` pairs with AdamW; evaluate on ``eval_rows``."""
 
-    def __init__(self, model, tokenizer, task, train_rows: Sequence[dict[str, Any]], config: SFTConfig, *,
-                 eval_rows: Sequence[dict[str, Any]] | None = None):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        task,
+        train_rows: Sequence[dict[str, Any]],
+        config: SFTConfig,
+        *,
+        eval_rows: Sequence[dict[str, Any]] | None = None,
+    ):
         import torch
 
         from gspo.sampling import special_token_ids
@@ -222,11 +256,18 @@ class SFTTrainer:
         self.eos_id = eos_ids[0]
         self.order = PromptOrder(len(self.examples), config.seed)
         self.max_steps = config.total_steps(len(self.examples))
-        self.optimizer = build_optimizer(model.parameters(), kind="adamw", lr=config.learning_rate,
-                                         weight_decay=config.weight_decay, betas=(0.9, 0.999), eps=1e-8,
-                                         device=self.device)
-        self.scheduler = build_scheduler(self.optimizer, schedule=config.lr_schedule,
-                                         warmup_steps=config.warmup_steps, total_steps=self.max_steps)
+        self.optimizer = build_optimizer(
+            model.parameters(),
+            kind="adamw",
+            lr=config.learning_rate,
+            weight_decay=config.weight_decay,
+            betas=(0.9, 0.999),
+            eps=1e-8,
+            device=self.device,
+        )
+        self.scheduler = build_scheduler(
+            self.optimizer, schedule=config.lr_schedule, warmup_steps=config.warmup_steps, total_steps=self.max_steps
+        )
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.step = 0
         self.output_dir = Path(config.output_dir)
@@ -239,8 +280,14 @@ class SFTTrainer:
         from gspo.evaluation import evaluate_task
 
         result = evaluate_task(
-            self.model, self.tokenizer, self.task, self.eval_rows[: self.config.eval_limit], samples=1, greedy=True,
-            max_new_tokens=self.config.eval_max_new_tokens, batch_size=max(self.config.micro_batch_size, 64),
+            self.model,
+            self.tokenizer,
+            self.task,
+            self.eval_rows[: self.config.eval_limit],
+            samples=1,
+            greedy=True,
+            max_new_tokens=self.config.eval_max_new_tokens,
+            batch_size=max(self.config.micro_batch_size, 64),
             seed=self.config.seed,
         )
         self.model.train()
@@ -258,8 +305,14 @@ class SFTTrainer:
         t0 = time.perf_counter()
         batch = [self.examples[i] for i in self.order.take(cfg.batch_size)]
         micro = [
-            encode_batch(self.tokenizer, batch[lo : lo + cfg.micro_batch_size], eos_id=self.eos_id, pad_id=self.pad_id,
-                         max_prompt_tokens=cfg.max_prompt_tokens, max_completion_tokens=cfg.max_completion_tokens)
+            encode_batch(
+                self.tokenizer,
+                batch[lo : lo + cfg.micro_batch_size],
+                eos_id=self.eos_id,
+                pad_id=self.pad_id,
+                max_prompt_tokens=cfg.max_prompt_tokens,
+                max_completion_tokens=cfg.max_completion_tokens,
+            )
             for lo in range(0, len(batch), cfg.micro_batch_size)
         ]
         n_tokens = sum(int(m[3].sum()) for m in micro)
@@ -311,7 +364,9 @@ class SFTTrainer:
         start = time.perf_counter()
         ref_acc = self.reference_accuracy()
         if ref_acc < 1.0:
-            logger.warning("SFT: only %.0f%% of the %r references score 1.0 with the task's scorer", 100 * ref_acc, self.column)
+            logger.warning(
+                "SFT: only %.0f%% of the %r references score 1.0 with the task's scorer", 100 * ref_acc, self.column
+            )
         eval_before = self.evaluate()
         losses: list[float] = []
         bar = Progress(self.max_steps, desc="sft", enabled=cfg.progress)
@@ -330,8 +385,13 @@ class SFTTrainer:
         if eval_after is not None:
             log.log(self.step, {"eval/accuracy": eval_after})
         log.close()
-        state = {"kind": "sft", "step": self.step, "eval_before": eval_before, "eval_after": eval_after,
-                 "config": dataclasses.asdict(cfg)}
+        state = {
+            "kind": "sft",
+            "step": self.step,
+            "eval_before": eval_before,
+            "eval_after": eval_after,
+            "config": dataclasses.asdict(cfg),
+        }
         ckpt.save_checkpoint(self.output_dir / "final", self.model, self.tokenizer, state)
         summary = {
             "eval_before": eval_before,
@@ -364,9 +424,19 @@ def build_sft_trainer(config: SFTConfig) -> SFTTrainer:
     model, tokenizer = load_model_and_tokenizer(config.model, dtype=config.dtype, device=str(device))
     chat = wants_chat(config, tokenizer)
     train_rows = load_rows(task, config, config.train_split, chat=chat, limit=config.train_limit)
-    eval_rows = load_rows(task, config, config.eval_split, chat=chat, limit=config.eval_limit) if config.eval_limit else []
+    eval_rows = (
+        load_rows(task, config, config.eval_split, chat=chat, limit=config.eval_limit) if config.eval_limit else []
+    )
     trainer = SFTTrainer(model, tokenizer, task, train_rows, config, eval_rows=eval_rows)
-    logger.info("sft: model %s on %s; task %s: %d examples (column %r), %d eval rows; %d steps of %d",
-                config.model, device, config.task, len(trainer.examples), trainer.column, len(eval_rows),
-                trainer.max_steps, config.batch_size)
+    logger.info(
+        "sft: model %s on %s; task %s: %d examples (column %r), %d eval rows; %d steps of %d",
+        config.model,
+        device,
+        config.task,
+        len(trainer.examples),
+        trainer.column,
+        len(eval_rows),
+        trainer.max_steps,
+        config.batch_size,
+    )
     return trainer

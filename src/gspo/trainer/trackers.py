@@ -47,8 +47,14 @@ class _WandB:
 
         id_file = output_dir / "wandb_run_id"
         run_id = id_file.read_text().strip() if resume and id_file.exists() else None
-        self._run = wandb.init(project="gspo", name=run_name, dir=str(output_dir), config=config,
-                               id=run_id, resume="allow" if run_id else None)
+        self._run = wandb.init(
+            project="gspo",
+            name=run_name,
+            dir=str(output_dir),
+            config=config,
+            id=run_id,
+            resume="allow" if run_id else None,
+        )
         id_file.write_text(self._run.id)
 
     def log(self, step: int, scalars: dict[str, float]) -> None:
@@ -79,11 +85,15 @@ def open_trackers(names: list[str], output_dir: Path, *, config: dict[str, Any],
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     run_name = output_dir.resolve().name
-    return [_TRACKERS[name](output_dir, run_name=run_name, config=config, resume=resume)
-            for name in names if name != "none"]
+    return [
+        _TRACKERS[name](output_dir, run_name=run_name, config=config, resume=resume) for name in names if name != "none"
+    ]
 
 
 def numeric_scalars(record: dict[str, Any]) -> dict[str, float]:
     """The finite numeric values of a metrics record, without ``step`` (what trackers plot)."""
-    return {k: v for k, v in record.items()
-            if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+    return {
+        k: v
+        for k, v in record.items()
+        if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    }
