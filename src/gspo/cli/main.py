@@ -56,15 +56,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
 
 
 def _quiet_bars_off_terminal() -> None:
-    """Library progress bars (transformers' "Loading weights", ...) only in a terminal: in a log file
-    they are carriage-return soup. Set before transformers is imported; a user's value wins. Our own
-    progress prints plain lines there instead (``gspo.trainer.progress``)."""
+    """Library progress bars (transformers' "Loading weights", the GGUF conversion's plain tqdm, ...)
+    only in a terminal: in a log file they are carriage-return soup. Set before transformers is
+    imported; a user's value wins. Our own progress prints plain lines there instead
+    (``gspo.trainer.progress``), so tqdm's default can be off."""
     try:
         interactive = sys.stderr.isatty()
     except (AttributeError, ValueError):
         interactive = False
     if not interactive:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TQDM_DISABLE", "1")  # tqdm >= 4.66 reads its defaults from TQDM_* variables
 
 
 def main(argv: list[str] | None = None) -> int:
