@@ -1,24 +1,11 @@
 """The ``gspo`` command: help, config errors before any model loads, and a real train + plot run."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from gspo.cli.main import main
-from tests.helpers_tiny import tiny_model_and_tokenizer
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _run(*args, timeout=300):
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    return subprocess.run(
-        [sys.executable, "-m", "gspo", *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT
-    )
+from tests.helpers_cli import TINY_RUN, run_gspo, save_tiny_model
 
 
 def test_help_lists_subcommands_and_explains_options(capsys):
@@ -47,65 +34,20 @@ def test_print_config(capsys):
 
 
 def test_train_then_plot_through_a_subprocess(tmp_path):
-    model, tok = tiny_model_and_tokenizer(chat=False)
-    model_dir = tmp_path / "model"
-    model.save_pretrained(model_dir)
-    tok.save_pretrained(model_dir)
+    model_dir = save_tiny_model(tmp_path / "model", chat=False)
     out = tmp_path / "run"
-    res = _run(
-        "train",
-        "--model",
-        str(model_dir),
-        "--task",
-        "addition",
-        "--max-steps",
-        "2",
-        "--prompts-per-step",
-        "4",
-        "--group-size",
-        "4",
-        "--max-new-tokens",
-        "4",
-        "--eval-limit",
-        "8",
-        "--output-dir",
-        str(out),
-        "--progress",
-        "false",
-        "--save-steps",
-        "1",
-    )
+    res = run_gspo("train", "--model", model_dir, *TINY_RUN, "--output-dir", out, "--progress", "false",
+                   "--save-steps", "1")  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 2 and 0.0 <= summary["eval_before"] <= 1.0 and 0.0 <= summary["eval_after"] <= 1.0
     assert (out / "final" / "manifest.json").is_file() and (out / "checkpoints").is_dir()
-    res = _run(
-        "train",
-        "--model",
-        str(model_dir),
-        "--task",
-        "addition",
-        "--max-steps",
-        "3",
-        "--prompts-per-step",
-        "4",
-        "--group-size",
-        "4",
-        "--max-new-tokens",
-        "4",
-        "--eval-limit",
-        "8",
-        "--output-dir",
-        str(out),
-        "--progress",
-        "false",
-        "--resume",
-        "true",
-    )
+    res = run_gspo("train", "--model", model_dir, *TINY_RUN, "--max-steps", "3", "--output-dir", out,
+                   "--progress", "false", "--resume", "true")  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     assert "resumed from" in res.stderr
     assert json.loads((out / "summary.json").read_text())["steps"] == 3
-    res = _run("plot", str(out))
+    res = run_gspo("plot", str(out))
     assert res.returncode == 0, res.stderr[-2000:]
     png = out / "training_curves.png"
     assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"

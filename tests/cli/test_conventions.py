@@ -2,57 +2,20 @@
 a log file, ``report_to`` trackers, launches that cannot work here refused up front."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from gspo.cli.main import main
-from tests.helpers_tiny import tiny_model_and_tokenizer
-
-ROOT = Path(__file__).resolve().parents[2]
-#: Deprecation and future warnings become errors in these subprocesses (the test's point).
-STRICT = ["-W", "error::DeprecationWarning", "-W", "error::FutureWarning"]
-TINY_RUN = [
-    "--task",
-    "addition",
-    "--max-steps",
-    "2",
-    "--prompts-per-step",
-    "4",
-    "--group-size",
-    "4",
-    "--max-new-tokens",
-    "4",
-    "--eval-limit",
-    "8",
-    "--num-threads",
-    "1",
-]
+from tests.helpers_cli import ROOT, TINY_RUN, run_gspo, save_tiny_model
 
 
-def _gspo(*args, env_extra=None, timeout=300):
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), **(env_extra or {}))
-    env.pop("HF_HUB_DISABLE_PROGRESS_BARS", None)
-    return subprocess.run(
-        [sys.executable, *STRICT, "-m", "gspo", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=ROOT,
-    )
+def _gspo(*args, env_extra=None):
+    return run_gspo(*args, env_extra=env_extra, strict=True)
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-model")
-    model, tok = tiny_model_and_tokenizer(chat=False)
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-model"), chat=False)
 
 
 def _clean(res):
@@ -106,9 +69,25 @@ def test_sft_switches_too(capsys):
 # ------------------------------------------------------------------ warnings and output
 def test_train_resume_and_eval_raise_no_deprecation_warning(model_dir, tmp_path):
     out = tmp_path / "run"
-    text = _clean(_gspo("train", "--model", model_dir, *TINY_RUN, "--output-dir", out, "--save-steps", "1"))
+    text = _clean(
+        _gspo("train", "--model", model_dir, *TINY_RUN, "--num-threads", "1", "--output-dir", out, "--save-steps", "1")
+    )
     assert "gspo step 1/2" in text and "gspo step 2/2" in text  # plain progress lines
-    text = _clean(_gspo("train", "--model", model_dir, *TINY_RUN, "--max-steps", "3", "--output-dir", out, "--resume"))
+    text = _clean(
+        _gspo(
+            "train",
+            "--model",
+            model_dir,
+            *TINY_RUN,
+            "--num-threads",
+            "1",
+            "--max-steps",
+            "3",
+            "--output-dir",
+            out,
+            "--resume",
+        )
+    )
     assert "resumed from" in text and json.loads((out / "summary.json").read_text())["steps"] == 3
     _clean(_gspo("eval", "--model", out / "final", "--task", "addition", "--limit", "8", "--output", tmp_path / "eval"))
 
@@ -139,6 +118,8 @@ def test_sft_and_compare_raise_no_deprecation_warning(model_dir, tmp_path):
             "--model",
             model_dir,
             *TINY_RUN,
+            "--num-threads",
+            "1",
             "--num-minibatches",
             "2",
             "--output-dir",
@@ -151,7 +132,20 @@ def test_sft_and_compare_raise_no_deprecation_warning(model_dir, tmp_path):
 # ------------------------------------------------------------------ report_to
 def test_report_to_tensorboard_writes_event_files(model_dir, tmp_path):
     out = tmp_path / "tb"
-    _clean(_gspo("train", "--model", model_dir, *TINY_RUN, "--output-dir", out, "--report-to", "tensorboard"))
+    _clean(
+        _gspo(
+            "train",
+            "--model",
+            model_dir,
+            *TINY_RUN,
+            "--num-threads",
+            "1",
+            "--output-dir",
+            out,
+            "--report-to",
+            "tensorboard",
+        )
+    )
     events = list((out / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -172,7 +166,17 @@ def test_report_to_wandb_offline_and_trackio(model_dir, tmp_path):
         "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config"),
     }
     res = _gspo(
-        "train", "--model", model_dir, *TINY_RUN, "--output-dir", out, "--report-to", "wandb,trackio", env_extra=env
+        "train",
+        "--model",
+        model_dir,
+        *TINY_RUN,
+        "--num-threads",
+        "1",
+        "--output-dir",
+        out,
+        "--report-to",
+        "wandb,trackio",
+        env_extra=env,
     )
     assert res.returncode == 0, res.stderr[-3000:]
     runs = list((out / "wandb").glob("offline-run-*"))

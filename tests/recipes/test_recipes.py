@@ -1,15 +1,12 @@
 """Every shipped recipe loads and validates, and its settings train 2 steps with a tiny model in
 place of SmolLM2 (same task, options, splits, data source, algorithm and optimiser settings)."""
 
-from pathlib import Path
-
 import pytest
 
 from gspo.cli.main import main
 from gspo.config import load_config
-from tests.helpers_tiny import tiny_model_and_tokenizer
+from tests.helpers_cli import ROOT, save_tiny_model
 
-ROOT = Path(__file__).resolve().parents[2]
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
 
 
@@ -27,11 +24,7 @@ def test_recipe_validates(recipe, capsys):
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny")
-    model, tok = tiny_model_and_tokenizer(chat=True)
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return save_tiny_model(tmp_path_factory.mktemp("tiny"), chat=True)
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
@@ -41,8 +34,15 @@ def test_recipe_settings_train_two_steps(recipe, tiny_dir, tmp_path, monkeypatch
     from gspo.trainer.build import build_trainer
 
     monkeypatch.chdir(ROOT)  # recipes name data paths relative to the repository
-    overrides = {"model": str(tiny_dir), "max_steps": 2, "prompts_per_step": 2, "eval_limit": 4,
-                 "num_threads": 1, "output_dir": str(tmp_path / "run"), "progress": False}
+    overrides = {
+        "model": str(tiny_dir),
+        "max_steps": 2,
+        "prompts_per_step": 2,
+        "eval_limit": 4,
+        "num_threads": 1,
+        "output_dir": str(tmp_path / "run"),
+        "progress": False,
+    }
     config = load_config(str(recipe), overrides)
     summary = build_trainer(config).train()
     assert summary["steps"] == 2
