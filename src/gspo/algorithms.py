@@ -11,16 +11,24 @@ an algorithm is one loss function (``@register_loss`` in :mod:`gspo.losses.polic
   here and only here). A loss function receives each hyper-parameter *by name* as a keyword argument;
   a value comes from ``algorithm_options``, else from the config field of the same name when it is
   set (``clip_low``, ``clip_high``, ``max_log_ratio``), else from ``defaults``;
+- ``settings``: run settings this algorithm chooses (``aggregation``, ``advantage_scale``,
+  ``dynamic_sampling``, ``overlong_buffer_frac``, ...): config fields whose value ``None`` means "the
+  algorithm's", so DAPO turns dynamic sampling on and GSPO leaves it off, and a user can set either
+  way for any algorithm (``GSPOConfig.setting(name)`` resolves them);
 - ``needs``: what the trainer must hand the loss besides the policy's log-probs, from ``NEEDS``:
   ``old_logp`` (π_old, the behaviour policy), ``reference`` (π_ref log-probs), ``critic`` (value
   estimates per token) and ``pairs`` (chosen / rejected responses within a group). The trainer
   provides what an entry needs by looking at these flags, never at the algorithm's name; a need the
   trainer cannot provide yet (``critic``, ``pairs``) is refused at validation, naming the algorithm.
 
-How the next algorithms fit: CISPO, GMPO and SAPO are a loss each with their own ``defaults``
-(SAPO's temperature, GMPO's log-space clip); RLOO and REINFORCE++ are advantage estimators;
-online DPO is a loss needing ``reference`` and ``pairs``; PPO is a loss needing ``old_logp`` and
-``critic`` with the ``"gae"`` estimator.
+The entries and their papers (formulas in each loss's docstring, :mod:`gspo.losses.policy` and
+:mod:`gspo.losses.family`; ``docs/algorithms.md`` has the table): GSPO, GSPO-token and GRPO (Zheng et al.
+2025); DAPO (Yu et al. 2025: clip-higher, token-mean, dynamic sampling, soft overlong punishment);
+Dr. GRPO (Liu et al. 2025: no std scaling, constant normaliser); CISPO (MiniMax-M1); GMPO (Zhao et al.
+2025); SAPO (Gao et al. 2025); RLOO (Ahmadian et al. 2024) and REINFORCE++ (Hu et al. 2025), which are
+advantage estimators under the token loss (``advantage`` selects an estimator for any loss).
+Online DPO would be a loss needing ``reference`` and ``pairs``; PPO a loss needing ``old_logp`` and
+``critic`` with a ``"gae"`` estimator.
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ from typing import Any, Union
 
 #: What a loss can ask the trainer for (besides the policy's log-probs, advantages and the mask).
 NEEDS = ("old_logp", "reference", "critic", "pairs")
+#: The advantage estimators gspo ships (registered in gspo.losses.advantages; named here torch-free).
+ADVANTAGE_ESTIMATOR_NAMES = ("group", "rloo", "reinforce++")
 #: The needs today's trainer can provide.
 PROVIDED_NEEDS = ("old_logp", "reference")
 
@@ -45,6 +55,7 @@ class Algorithm:
     advantage: str = "group"
     defaults: Mapping[str, Any] = field(default_factory=dict)
     needs: frozenset[str] = frozenset({"old_logp"})
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.needs) - set(NEEDS))
@@ -88,12 +99,63 @@ def describe() -> str:
     return "; ".join(f"'{a.name}': {a.summary}" for a in ALGORITHMS.values())
 
 
-# The paper's settings (section 5.1): ε = 3e-4 / 4e-4 for the sequence ratio, 0.2 / 0.27 for GRPO.
+# GSPO's paper (section 5.1): ε = 3e-4 / 4e-4 for the sequence ratio, 0.2 / 0.27 for GRPO.
 _GSPO_CLIP = {"clip_low": 3e-4, "clip_high": 4e-4}
 _GRPO_CLIP = {"clip_low": 0.2, "clip_high": 0.27}
+_PPO_CLIP = {"clip_low": 0.2, "clip_high": 0.2}
+_DAPO_SETTINGS = {"aggregation": "token-mean", "dynamic_sampling": True, "overlong_buffer_frac": 0.2}
 for _entry in (
     Algorithm("gspo", "sequence", "GSPO (eq. 5-7): one sequence ratio, whole responses clipped", defaults=_GSPO_CLIP),
     Algorithm("gspo-token", "sequence_token", "GSPO-token (eq. 13-14): per-token advantages", defaults=_GSPO_CLIP),
     Algorithm("grpo", "token", "GRPO, the paper's baseline: token ratios clipped one by one", defaults=_GRPO_CLIP),
+    Algorithm(
+        "dapo",
+        "token",
+        "DAPO: clip-higher (0.2 / 0.28), token-mean, dynamic sampling, soft overlong punishment",
+        defaults={"clip_low": 0.2, "clip_high": 0.28},
+        settings=_DAPO_SETTINGS,
+    ),
+    Algorithm(
+        "dr-grpo",
+        "token",
+        "Dr. GRPO: GRPO without std scaling, constant normaliser (G · max_new_tokens)",
+        defaults=_PPO_CLIP,
+        settings={"aggregation": "seq-mean-token-sum-norm", "advantage_scale": "none"},
+    ),
+    Algorithm(
+        "cispo",
+        "cispo",
+        "CISPO (MiniMax-M1): truncated, detached importance weight times log π; no token dropped",
+        defaults={"clip_low": 1.0, "clip_high": 0.28},
+        settings={"aggregation": "token-mean"},
+    ),
+    Algorithm(
+        "gmpo",
+        "gmpo",
+        "GMPO: geometric mean of token ratios, clipped per token in log space (±0.4)",
+        defaults={"clip_low": 0.4, "clip_high": 0.4},
+    ),
+    Algorithm(
+        "sapo",
+        "sapo",
+        "SAPO: sigmoid soft gate in place of the hard clip (τ_pos 1.0, τ_neg 1.05)",
+        defaults={"tau_pos": 1.0, "tau_neg": 1.05},
+    ),
+    Algorithm(
+        "rloo",
+        "token",
+        "RLOO: leave-one-out baseline G/(G-1)·(r - mean), REINFORCE on the sequence (token-sum)",
+        advantage="rloo",
+        defaults=_PPO_CLIP,
+        settings={"aggregation": "seq-mean-token-sum"},
+    ),
+    Algorithm(
+        "reinforce++",
+        "token",
+        "REINFORCE++: no group baseline, returns whitened over the whole batch's tokens",
+        advantage="reinforce++",
+        defaults=_PPO_CLIP,
+        settings={"aggregation": "token-mean"},
+    ),
 ):
     register_algorithm(_entry)

@@ -54,3 +54,24 @@ def test_bad_arguments_name_the_argument(kwargs, field):
 def test_batch_not_multiple_of_group():
     with pytest.raises(ValueError, match="rewards"):
         group_advantages(torch.zeros(5), 2)
+
+
+def test_reinforce_pp_token_weighted_batch_whitening_by_hand():
+    from gspo.losses import reinforce_pp_advantages
+
+    rewards = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    lengths = torch.tensor([1, 3, 2, 2])
+    # returns per token: [1] [0 0 0] [0 0] [0 0]: 8 tokens, mean 1/8, unbiased var (1·(7/8)² + 7·(1/8)²)/7
+    mean = 1 / 8
+    std = math.sqrt(((7 / 8) ** 2 + 7 * (1 / 8) ** 2) / 7)
+    expected = torch.tensor([(1 - mean) / std] + [-mean / std] * 3, dtype=torch.float64)
+    torch.testing.assert_close(reinforce_pp_advantages(rewards, 2, lengths_B=lengths), expected)
+    assert torch.equal(reinforce_pp_advantages(torch.ones(4), 2), torch.zeros(4))  # constant batch: 0, never NaN
+
+
+def test_rloo_missing_and_constant_groups_are_zero():
+    from gspo.losses import rloo_advantages
+
+    adv = rloo_advantages(torch.tensor([1.0, float("nan"), 0.0, 2.0, 2.0, 2.0]), 3)
+    # group 1: two scored (1, 0): 2/1·(r - 0.5) -> ±1; the missing one 0; group 2 constant -> 0
+    torch.testing.assert_close(adv, torch.tensor([1.0, 0.0, -1.0, 0.0, 0.0, 0.0]))

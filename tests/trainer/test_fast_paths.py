@@ -15,7 +15,7 @@ import torch
 
 import gspo.losses.logprobs as logprobs_module
 import gspo.sampling.generate as generate_module
-import gspo.trainer.trainer as trainer_module
+import gspo.trainer.rollout as rollout_module
 from gspo.trainer import GSPOTrainer
 from tests.helpers_tiny import tiny_model_and_tokenizer
 from tests.trainer.conftest import count_a_reward, make_rows, trainer_config
@@ -46,7 +46,7 @@ def _run(tmp_path, straightforward: bool, monkeypatch, arch: str):
                     **kw,
                 )
 
-            m.setattr(trainer_module, "sample", plain_sample)
+            m.setattr(rollout_module, "sample", plain_sample)  # the trainer samples in rollout.py
         trainer = GSPOTrainer(model, tok, [count_a_reward], make_rows(), cfg)
         if straightforward:
             m.setattr(trainer, "reuse_first_minibatch", False)  # recompute π_old for every row

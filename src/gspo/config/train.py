@@ -13,13 +13,29 @@ This module imports neither torch nor transformers, so a bad value is reported b
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
-from gspo.algorithms import ALGORITHMS, PROVIDED_NEEDS, get_algorithm
+from gspo.algorithms import ADVANTAGE_ESTIMATOR_NAMES, ALGORITHMS, PROVIDED_NEEDS, get_algorithm
 from gspo.config.run import RunConfig, check_task_options, config_loader, parse_task_options
 
 __all__ = ["GSPOConfig", "check_task_options", "load_config", "parse_task_options"]
+
+
+#: What a run setting is when neither the config nor the algorithm sets it (see ``GSPOConfig.setting``).
+SETTING_DEFAULTS: dict[str, Any] = {
+    "aggregation": "seq-mean",
+    "advantage_scale": "group",
+    "dynamic_sampling": False,
+    "overlong_buffer_frac": 0.0,
+}
+
+
+def ADVANTAGE_NAMES() -> set[str]:  # noqa: N802 - reads like the constant it stands for
+    """The built-in advantage estimators and any registered since (without importing torch here)."""
+    registry = getattr(sys.modules.get("gspo.losses.advantages"), "ADVANTAGE_ESTIMATORS", {})
+    return set(ADVANTAGE_ESTIMATOR_NAMES) | set(registry)
 
 
 @dataclass
@@ -55,16 +71,33 @@ class GSPOConfig(RunConfig):
     """ε_low. None: the paper's value for the algorithm (3e-4 for GSPO, 0.2 for GRPO)."""
     clip_high: Optional[float] = None
     """ε_high. None: the paper's value for the algorithm (4e-4 for GSPO, 0.27 for GRPO)."""
-    aggregation: Literal["seq-mean", "token-mean", "seq-mean-token-sum"] = "seq-mean"
-    """Loss aggregation: 'seq-mean' is the paper's; 'token-mean' is the length-weighted one of TRL/AReaL."""
-    advantage_scale: Literal["group", "batch", "none"] = "group"
-    """Advantage denominator: group std (the paper's), batch std, or none (mean-centred only)."""
+    aggregation: Optional[Literal["seq-mean", "token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"]] = None
+    """Loss aggregation; None: the algorithm's. 'seq-mean' is GSPO's; 'token-mean' the length-weighted one (DAPO, TRL, AReaL); 'seq-mean-token-sum-norm' Dr. GRPO's constant denominator (sequences × max_new_tokens)."""
+    advantage: Optional[str] = None
+    """Advantage estimator, independent of the loss; None: the algorithm's. 'group' (mean/std of the group, eq. 6), 'rloo' (leave-one-out), 'reinforce++' (whitened over the whole batch)."""
+    advantage_scale: Optional[Literal["group", "batch", "none"]] = None
+    """Denominator of the 'group' estimator; None: the algorithm's ('group' std, the paper's; Dr. GRPO: 'none', mean-centred only; or one 'batch' std)."""
     kl_coef: float = 0.0
     """β of the k3 KL penalty to the initial (reference) policy; 0 disables it and loads no reference."""
     max_log_ratio: float = 20.0
     """Log-ratios are clamped to ± this before exp (a numerical guard; never active in normal training)."""
+    adaptive_clip: bool = False
+    """Adapt ε between steps to hold the clip fraction near adaptive_clip_target: both clip_low and clip_high are scaled by a factor that grows by (1 + adaptive_clip_rate) after a step that clipped more than the target and shrinks by it after one that clipped less, within adaptive_clip_bounds; logged as clip/scale, clip/low, clip/high. Off by default."""
+    adaptive_clip_target: float = 0.1
+    """Target clip fraction of adaptive_clip (the logged clip_frac: sequences for GSPO, tokens for token-level losses)."""
+    adaptive_clip_rate: float = 0.1
+    """Relative change of the clip scale per step under adaptive_clip."""
+    adaptive_clip_bounds: list[float] = field(default_factory=lambda: [0.1, 10.0])
+    """[lowest, highest] factor adaptive_clip may apply to the algorithm's ε (clip_low stays <= 1)."""
     old_logp_source: Literal["auto", "recompute", "sampler"] = "auto"
     """π_old log-probs: 'sampler' reuses the sampling log-probs (section 5.4), 'recompute' runs a no-grad trainer forward; 'auto' is 'sampler' when the sampler is the trained model in float32/float64 without dropout (both are then the same numbers up to float rounding, measured <= 2e-6 per token), else 'recompute'."""
+
+    sampler_dtype: Literal["same", "bfloat16", "float16"] = "same"
+    """Sample from a copy of the model in this dtype, refreshed before each rollout (as a separate inference engine would): 'same' samples with the trained model itself. Another dtype makes π_old recomputed by the trainer, and its difference from the sampler is measured (mismatch/*)."""
+    mismatch_correction: Literal["none", "tis", "mis"] = "none"
+    """Rollout-mismatch correction for a sampler that is not numerically the trainer (sampler_dtype, top_p/top_k): 'tis' multiplies each token's loss term by min(π_old/μ, mismatch_cap); 'mis' drops responses whose geometric-mean ratio leaves [1/mismatch_cap, mismatch_cap]; 'none' only logs. Any value other than 'none' recomputes π_old with the trainer. Raw ratios are logged before truncation (mismatch/*)."""
+    mismatch_cap: float = 2.0
+    """C of the mismatch correction (TIS token cap, MIS sequence bounds [1/C, C])."""
 
     # ----------------------------------------------------------------- rollout
     prompts_per_step: int = 32
@@ -79,6 +112,16 @@ class GSPOConfig(RunConfig):
     """Nucleus sampling threshold (1.0: off)."""
     top_k: int = 0
     """Top-k sampling (0: off)."""
+    dynamic_sampling: Optional[bool] = None
+    """DAPO's dynamic sampling, for any algorithm; None: the algorithm's (on for 'dapo'). Groups whose rewards are all equal are dropped and more prompts are sampled until prompts_per_step informative groups are in hand or dynamic_sampling_max_rounds extra rounds were spent; then the step goes on with what it has, filled with constant groups, and says so (dynamic_sampling/* metrics)."""
+    dynamic_sampling_max_rounds: int = 3
+    """The bound on dynamic sampling: at most this many extra sampling rounds (of prompts_per_step prompts each) per step."""
+    overlong_filter: bool = False
+    """DAPO's overlong filtering: completions truncated at max_new_tokens (no EOS) are masked out of the loss (they still count in the rollout)."""
+    overlong_buffer_frac: Optional[float] = None
+    """DAPO's soft overlong punishment: L_cache = round(this × max_new_tokens); a completion longer than max_new_tokens − L_cache gets a reward penalty growing linearly to −overlong_penalty_factor at max_new_tokens. None: the algorithm's (DAPO: 0.2, its 4,096 of 20,480); 0: off."""
+    overlong_penalty_factor: float = 1.0
+    """Scale of the soft overlong punishment (DAPO: 1.0)."""
 
     # ----------------------------------------------------------------- optimisation (RL only)
     num_minibatches: int = 4
@@ -128,6 +171,20 @@ class GSPOConfig(RunConfig):
         params.update(self.algorithm_options)
         return params
 
+    def setting(self, name: str) -> Any:
+        """A run setting that the algorithm may choose: the field's value, else the algorithm's, else the default."""
+        value = getattr(self, name)
+        if value is not None:
+            return value
+        if name == "advantage":
+            return self.algorithm_spec.advantage
+        return self.algorithm_spec.settings.get(name, SETTING_DEFAULTS[name])
+
+    @property
+    def overlong_buffer_tokens(self) -> int:
+        """L_cache of the soft overlong punishment, in tokens (0: off)."""
+        return round(self.setting("overlong_buffer_frac") * self.max_new_tokens)
+
     @property
     def clip_range(self) -> tuple[float, float]:
         """(ε_low, ε_high) after applying the algorithm's paper defaults."""
@@ -166,10 +223,34 @@ class GSPOConfig(RunConfig):
             "algorithm_options",
             f"has unknown names {unknown}; {self.algorithm!r} takes {sorted(self.algorithm_spec.defaults)}",
         )
-        need(self.clip_low is None or 0 <= self.clip_low < 1, "clip_low", "must be in [0, 1) or None")
+        need(self.clip_low is None or 0 <= self.clip_low <= 1, "clip_low", "must be in [0, 1] or None")
+        unknown = sorted(set(self.algorithm_spec.settings) - set(SETTING_DEFAULTS))
+        need(not unknown, "algorithm", f"sets unknown settings {unknown}; valid: {sorted(SETTING_DEFAULTS)}")
+        need(
+            self.setting("advantage") in ADVANTAGE_NAMES(),
+            "advantage",
+            f"must be one of {sorted(ADVANTAGE_NAMES())}, got {self.setting('advantage')!r}",
+        )
+        self._validate_switches()
         need(self.clip_high is None or self.clip_high >= 0, "clip_high", "must be >= 0 or None")
         need(self.kl_coef >= 0, "kl_coef", "must be >= 0")
         need(self.max_log_ratio > 0, "max_log_ratio", "must be > 0")
+
+    def _validate_switches(self) -> None:
+        need = self.need
+        need(self.dynamic_sampling_max_rounds >= 0, "dynamic_sampling_max_rounds", "must be >= 0")
+        frac = self.setting("overlong_buffer_frac")
+        need(0 <= frac < 1, "overlong_buffer_frac", f"must be in [0, 1), got {frac}")
+        need(self.overlong_penalty_factor >= 0, "overlong_penalty_factor", "must be >= 0")
+        need(self.mismatch_cap > 1, "mismatch_cap", "must be > 1")
+        need(0 <= self.adaptive_clip_target <= 1, "adaptive_clip_target", "must be in [0, 1]")
+        need(self.adaptive_clip_rate > 0, "adaptive_clip_rate", "must be > 0")
+        bounds = self.adaptive_clip_bounds
+        need(
+            len(bounds) == 2 and 0 < bounds[0] <= 1 <= bounds[1],
+            "adaptive_clip_bounds",
+            f"must be [low, high] with 0 < low <= 1 <= high, got {bounds}",
+        )
 
     def _validate_rollout(self) -> None:
         need = self.need

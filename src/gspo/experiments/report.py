@@ -63,7 +63,8 @@ def report_markdown(report: dict[str, Any]) -> str:
     ]
     for algo in algos:
         a = report["algorithms"][algo]
-        clip = "—" if a.get("clip_range") is None else f"{a['clip_range'][0]:g} / {a['clip_range'][1]:g}"
+        rng = a.get("clip_range") or [None, None]
+        clip = "—" if None in rng else f"{rng[0]:g} / {rng[1]:g}"  # SAPO has no clip range
         collapses = "—" if algo == "sft" else f"{a['collapses']}/{len(a['seeds'])}"
         lines.append(
             f"| {algo} | {clip} | {_pm(a['eval_before'])} | **{_pm(a['eval_after'])}** | {_pm(a.get('eval_auc'))} "

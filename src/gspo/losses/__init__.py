@@ -1,7 +1,10 @@
 """The algorithm core: pure tensor functions (no model, no config object, no host syncs).
 
-- ``policy_loss``: GSPO / GSPO-token / GRPO clipped losses with seq-mean or token-mean aggregation.
-- ``group_advantages``: group-normalised advantages, zero for constant groups.
+- ``policy_loss``: GSPO / GSPO-token / GRPO (policy.py) and CISPO / GMPO / SAPO (family.py) losses,
+  with seq-mean, token-mean or Dr. GRPO's constant-normaliser aggregation.
+- advantage estimators: ``group`` (eq. 6), ``rloo``, ``reinforce++``.
+- ``informative_groups`` / ``soft_overlong_penalty`` / ``mismatch_correction`` (shaping.py): DAPO's
+  dynamic sampling and overlong punishment, rollout-mismatch correction.
 - ``kl_k3``: per-token KL estimate to a reference policy.
 - ``chunked_token_logprobs``: completion-token log-probs without materialising full logits.
 - ``LOSS_LEVELS`` / ``register_level`` and ``ADVANTAGE_ESTIMATORS`` / ``register_advantage``: the
@@ -9,7 +12,15 @@
 """
 
 from gspo.algorithms import ALGORITHMS
-from gspo.losses.advantages import ADVANTAGE_ESTIMATORS, ADVANTAGE_SCALES, group_advantages, register_advantage
+from gspo.losses import family as _family  # noqa: F401  (registers cispo, gmpo, sapo)
+from gspo.losses.advantages import (
+    ADVANTAGE_ESTIMATORS,
+    ADVANTAGE_SCALES,
+    group_advantages,
+    register_advantage,
+    reinforce_pp_advantages,
+    rloo_advantages,
+)
 from gspo.losses.logprobs import chunked_token_logprobs
 from gspo.losses.policy import (
     AGGREGATIONS,
@@ -24,12 +35,14 @@ from gspo.losses.policy import (
     register_loss,
 )
 from gspo.losses.registry import call_with_declared
+from gspo.losses.shaping import MISMATCH_MODES, informative_groups, mismatch_correction, soft_overlong_penalty
 
 __all__ = [
     "ADVANTAGE_ESTIMATORS",
     "ADVANTAGE_SCALES",
     "AGGREGATIONS",
     "ALGORITHMS",
+    "MISMATCH_MODES",
     "LOSS_LEVELS",
     "LevelOutput",
     "LossInputs",
@@ -38,6 +51,11 @@ __all__ = [
     "chunked_token_logprobs",
     "get_level",
     "group_advantages",
+    "informative_groups",
+    "mismatch_correction",
+    "reinforce_pp_advantages",
+    "rloo_advantages",
+    "soft_overlong_penalty",
     "kl_k3",
     "policy_loss",
     "register_advantage",

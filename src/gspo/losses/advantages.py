@@ -77,3 +77,54 @@ def group_advantages(rewards: Tensor, group_size: int, *, scale: str = "group") 
     # A group with one distinct value has every centred reward 0 anyway; `ok` guards the division.
     adv_GN = torch.where(ok & ~torch.isnan(r_GN), centred_GN / torch.where(ok, denom, 1.0), 0.0)
     return adv_GN.reshape(-1)
+
+
+@register_advantage("rloo")
+def rloo_advantages(rewards: Tensor, group_size: int) -> Tensor:
+    """RLOO (Ahmadian et al. 2024, arXiv 2402.14740): each response's baseline is the mean of the *others*.
+
+        Â_i = r_i - (1/(G-1)) Σ_{j≠i} r_j = G/(G-1)·(r_i - mean_j r_j)
+
+    No std scaling. A missing (NaN) reward is left out (G counts the scored responses) and gets 0;
+    a group with fewer than two scored responses gets 0.
+    """
+    r_GN = _checked_rewards(rewards, group_size).view(-1, group_size)
+    mean_G1, _, count_G1 = _nan_mean_std(r_GN, dim=1)
+    scale_G1 = count_G1 / (count_G1 - 1).clamp(min=1)
+    ok = (count_G1 > 1) & ~torch.isnan(r_GN)
+    return torch.where(ok, scale_G1 * (r_GN - mean_G1), 0.0).reshape(-1)
+
+
+@register_advantage("reinforce++")
+def reinforce_pp_advantages(rewards: Tensor, group_size: int, *, lengths_B: Tensor | None = None) -> Tensor:
+    """REINFORCE++ (Hu et al. 2025, arXiv 2501.03262): the return normalised over the whole batch.
+
+    With an outcome reward (γ = 1) every token of response i has return r_i, and the paper whitens the
+    returns over all tokens of the global batch:
+
+        Â_i = (r_i - μ) / σ,   μ, σ² = token-weighted mean and (unbiased) variance of the returns
+
+    (``lengths_B`` are the response lengths; without them each response weighs 1). No group baseline;
+    zero where σ = 0 or the reward is missing. ``group_size`` is unused (any layout).
+    """
+    r_B = _checked_rewards(rewards, group_size)
+    valid = ~torch.isnan(r_B)
+    w_B = torch.ones_like(r_B) if lengths_B is None else lengths_B.to(r_B.dtype)
+    w_B = torch.where(valid, w_B, 0.0)
+    n = w_B.sum()
+    r0 = torch.where(valid, r_B, 0.0)
+    mean = (w_B * r0).sum() / n.clamp(min=1)
+    var = (w_B * (r0 - mean) ** 2).sum() / (n - 1).clamp(min=1)
+    std = var.sqrt()
+    ok = valid & (std > 0) & (n > 1)
+    return torch.where(ok, (r0 - mean) / torch.where(std > 0, std, 1.0), 0.0)
+
+
+def _checked_rewards(rewards: Tensor, group_size: int) -> Tensor:
+    if not isinstance(group_size, int) or group_size < 1:
+        raise ValueError(f"group_size: must be a positive integer, got {group_size!r}")
+    if rewards.dim() != 1 or rewards.shape[0] % group_size != 0:
+        raise ValueError(
+            f"rewards: must be [B] with B a multiple of group_size={group_size}, got {tuple(rewards.shape)}"
+        )
+    return rewards.to(torch.float64 if rewards.dtype == torch.float64 else torch.float32)

@@ -29,7 +29,9 @@ Formulas (Zheng et al. 2025, arXiv 2507.18071; equation numbers are the paper's)
 Aggregation of the per-token terms L_i,t (= -J, + β·KL):
   "seq-mean"            (the paper's)  Σ_i [(1/|y_i|) Σ_t L_i,t] / N_seq
   "token-mean"          (TRL "dapo", AReaL; length-weighted, NOT GSPO)  Σ_i Σ_t L_i,t / N_tok
-  "seq-mean-token-sum"  (Dr. GRPO style)  Σ_i Σ_t L_i,t / N_seq
+  "seq-mean-token-sum"  Σ_i Σ_t L_i,t / N_seq
+  "seq-mean-token-sum-norm"  (Dr. GRPO, Liu et al. 2025)  Σ_i Σ_t L_i,t / (N_seq · L_max), a constant
+                        denominator: L_max = ``max_length`` (the generation budget), not the sampled lengths
 where the normaliser N is passed in by the caller (the number of sequences, or tokens, in the whole
 optimizer step across micro-batches and processes), so results do not depend on how the step is split.
 For the sequence level, L_i,t is the response's single term repeated on each of its tokens, so
@@ -47,7 +49,7 @@ Nothing here calls ``.item()`` or synchronises with the host; stats are detached
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 import torch
@@ -57,7 +59,7 @@ from gspo.losses.registry import Registry, declared_keywords
 
 Tensor: TypeAlias = torch.Tensor
 
-AGGREGATIONS = ("seq-mean", "token-mean", "seq-mean-token-sum")
+AGGREGATIONS = ("seq-mean", "token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class LevelOutput:
     clipped_low_BT: Tensor  # bool: the clipped branch is active because the ratio fell below 1-ε_low
     clipped_high_BT: Tensor  # bool: ... rose above 1+ε_high
     sequence_level: bool  # clip statistics count sequences (True) or tokens (False)
+    extra: dict[str, Tensor] = field(default_factory=dict)  # the loss's own detached statistics, logged as named
 
 
 #: A loss: ``fn(inputs: LossInputs, *, <its hyper-parameters by name>) -> LevelOutput``.
@@ -181,10 +184,23 @@ def kl_k3(logp_BT: Tensor, ref_logp_BT: Tensor, mask_BT: Tensor, max_log_ratio: 
 
 
 def aggregate(
-    term_BT: Tensor, mask_BT: Tensor, lengths_B: Tensor, mode: str, normalizer: Tensor | float | None
+    term_BT: Tensor,
+    mask_BT: Tensor,
+    lengths_B: Tensor,
+    mode: str,
+    normalizer: Tensor | float | None,
+    max_length: int | None = None,
 ) -> Tensor:
-    """Reduce per-token loss terms to a scalar (see module docstring). Masked terms must already be 0."""
-    if mode == "seq-mean":
+    """Reduce per-token loss terms to a scalar (see module docstring). Masked terms must already be 0.
+
+    ``normalizer`` counts sequences or tokens of the whole optimizer step; for
+    ``seq-mean-token-sum-norm`` it counts sequences and the sum is also divided by ``max_length``
+    (default: this micro-batch's width T).
+    """
+    if mode == "seq-mean-token-sum-norm":
+        total = term_BT.sum() / float(max_length or term_BT.shape[-1])
+        default = float(term_BT.shape[0])
+    elif mode == "seq-mean":
         total = (term_BT.sum(dim=-1) / lengths_B).sum()
         default = float(term_BT.shape[0])
     elif mode == "token-mean":
@@ -217,6 +233,8 @@ def policy_loss(
     kl_coef: float = 0.0,
     max_log_ratio: float = 20.0,
     hparams: Mapping[str, Any] | None = None,
+    token_weight_BT: Tensor | None = None,
+    max_length: int | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Clipped policy loss (to minimise) and detached statistics.
 
@@ -239,6 +257,9 @@ def policy_loss(
         kl_coef: β, weight of the k3 KL penalty (0 = off, the paper's setting).
         max_log_ratio: clamp for log-ratios before ``exp``.
         hparams: further hyper-parameters of the loss, by name (they override the table's defaults).
+        token_weight_BT: ``[B, T]`` detached weights multiplying each token's policy term (the
+            rollout-mismatch correction's truncated importance weights); ``None``: all 1.
+        max_length: L_max of ``seq-mean-token-sum-norm`` (Dr. GRPO's constant; default T).
 
     Returns:
         ``(loss, stats)``; ``stats`` holds detached scalar tensors: ``policy_loss``, ``clip_frac``,
@@ -258,15 +279,17 @@ def policy_loss(
 
     out = level_fn(x, **params)
     term_BT = -out.objective_BT
+    if token_weight_BT is not None:
+        term_BT = term_BT * torch.where(x.mask_BT, token_weight_BT.detach(), 0.0)
     stats: dict[str, Tensor] = {}
     if kl_coef > 0:
         assert ref_logp is not None
         kl_BT = kl_k3(x.logp_BT, torch.where(x.mask_BT, ref_logp.detach(), 0.0), x.mask_BT, max_log_ratio)
         term_BT = term_BT + kl_coef * kl_BT
         stats["kl"] = ((kl_BT.sum(-1) / x.lengths_B).mean()).detach()
-    loss = aggregate(term_BT, x.mask_BT, x.lengths_B, aggregation, normalizer)
+    loss = aggregate(term_BT, x.mask_BT, x.lengths_B, aggregation, normalizer, max_length)
     with torch.no_grad():
-        stats["policy_loss"] = aggregate(-out.objective_BT, x.mask_BT, x.lengths_B, aggregation, None)
+        stats["policy_loss"] = aggregate(-out.objective_BT, x.mask_BT, x.lengths_B, aggregation, None, max_length)
         stats.update(_ratio_stats(out, x))
     return loss, stats
 
@@ -280,8 +303,8 @@ def _loss_hparams(level, level_fn, clip_low, clip_high, max_log_ratio, hparams) 
     if clip_high is not None:
         params["clip_high"] = float(clip_high)
     params.update(hparams or {})
-    if not 0.0 <= params.get("clip_low", 0.0) < 1.0:
-        raise ValueError(f"clip_low: must be in [0, 1), got {params['clip_low']}")
+    if not 0.0 <= params.get("clip_low", 0.0) <= 1.0:
+        raise ValueError(f"clip_low: must be in [0, 1], got {params['clip_low']}")
     if params.get("clip_high", 0.0) < 0.0:
         raise ValueError(f"clip_high: must be >= 0, got {params['clip_high']}")
     declared = declared_keywords(level_fn)
@@ -345,4 +368,5 @@ def _ratio_stats(out: LevelOutput, x: LossInputs) -> dict[str, Tensor]:
     stats["clip_frac_low"] = frac(out.clipped_low_BT)
     stats["clip_frac_high"] = frac(out.clipped_high_BT)
     stats["clip_frac"] = stats["clip_frac_low"] + stats["clip_frac_high"]
+    stats.update({k: v.detach() for k, v in out.extra.items()})
     return stats

@@ -129,6 +129,7 @@ def checkpoint_state(trainer) -> dict[str, Any]:
         "skipped_steps": trainer.skipped_steps,
         "best_score": trainer.best_score,
         "eval_before": trainer.eval_before,
+        "clip_scale": trainer.clip_scale,
         "optimizer": trainer.optimizer.state_dict(),
         "scheduler": trainer.scheduler.state_dict(),
         "data_order": trainer.order.state_dict(),
@@ -156,4 +157,5 @@ def load_checkpoint(trainer, path: Path) -> None:
     trainer.step, trainer.optimizer_steps = state["step"], state["optimizer_steps"]
     trainer.skipped_steps, trainer.best_score = state["skipped_steps"], state["best_score"]
     trainer.eval_before = state.get("eval_before")
+    trainer.clip_scale = state.get("clip_scale", 1.0)
     logger.info("resumed from %s at step %d", path, trainer.step)

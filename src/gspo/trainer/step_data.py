@@ -36,6 +36,7 @@ class RolloutBatch:
     rewards_B: Tensor  # the global total rewards (float32; NaN = missing)
     adv_B: Tensor  # this process's advantages: [B] per response, or [B, T] per token
     seconds: dict[str, float] = field(default_factory=dict)  # "sample", "reward"
+    metrics: dict[str, float] = field(default_factory=dict)  # dynamic sampling, overlong, mismatch (host floats)
 
     @property
     def size(self) -> int:
@@ -55,12 +56,15 @@ class OldLogProbs:
     - ``logp_BT`` given (the sampler's, or a no-grad recomputation): indexed per micro-batch;
     - ``fill_first=True``: the recomputation left the rows of epoch 0's first minibatch at 0. No
       optimizer step has been taken when that minibatch runs, so its own forward *is* π_old there:
-      it is used (detached) and written into ``logp_BT`` for later epochs.
+      it is used (detached) and written into ``logp_BT`` for later epochs;
+    - ``token_weight_BT``: set by the rollout-mismatch correction (truncated importance weights).
     """
 
     def __init__(self, logp_BT: Tensor | None = None, *, fill_first: bool = False):
         self.logp_BT = logp_BT
         self.fill_first = fill_first
+        #: ``[B, T]`` detached per-token loss weights (the mismatch correction's TIS weights), or None
+        self.token_weight_BT: Tensor | None = None
         self._fresh = False
 
     def begin_minibatch(self, epoch: int, minibatch: int) -> None:

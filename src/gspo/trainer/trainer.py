@@ -3,8 +3,10 @@
 One training *step* is:
 
 1. take ``prompts_per_step`` prompts (deterministic, resumable order) and sample ``group_size``
-   completions each with the KV-cache sampler (the same code ``gspo eval`` uses);
-2. score them with the reward functions and compute group advantages (eq. 6);
+   completions each with the KV-cache sampler (the same code ``gspo eval`` uses); under dynamic
+   sampling, more rounds until the groups are informative (:mod:`gspo.trainer.rollout`);
+2. score them with the reward functions (plus the soft overlong penalty when on) and compute the
+   advantages with the configured estimator (eq. 6 by default);
 3. π_old log-probs: recomputed by a no-grad trainer forward, or the sampler's own (section 5.4), or —
    only when provably on-policy (one minibatch, one epoch) — skipped, since then π_old ≡ π_θ. The
    recomputation skips the rows of epoch 0's first minibatch: no optimizer step has been taken yet
@@ -22,7 +24,8 @@ parameters and optimizer state untouched), counted and logged.
 The algorithm is an entry of the algorithm table (:mod:`gspo.algorithms`): its loss, its advantage
 estimator, the loss's hyper-parameters by name and what it needs (π_old, a reference). The trainer
 provides what the entry asks for and never branches on the algorithm's name. Step data is typed
-(:mod:`gspo.trainer.step_data`): the rollout, π_old bookkeeping and the statistics accumulator.
+(:mod:`gspo.trainer.step_data`). General switches (sampler copy, mismatch correction, adaptive clipping):
+:mod:`gspo.trainer.switches`.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from gspo.losses import ADVANTAGE_ESTIMATORS, call_with_declared, policy_loss
 from gspo.models.device import model_device
 from gspo.models.introspect import context_length
 from gspo.models.lora import is_peft_model, reference_context
-from gspo.sampling import decode_completions, encode_prompts, sample, special_token_ids
+from gspo.sampling import special_token_ids
 from gspo.sampling.scoring import completion_logprobs, sampler_matches_trainer
 from gspo.trainer.data_order import PromptOrder
 from gspo.trainer.distributed import Dist
@@ -50,7 +53,17 @@ from gspo.trainer.metrics import rollout_metrics
 from gspo.trainer.optim import build_optimizer, build_scheduler
 from gspo.trainer.progress import library_bars_off
 from gspo.trainer.reward_runner import RewardRunner
+from gspo.trainer.rollout import Round, sample_round
+from gspo.trainer.rollout import collect as collect_rollout
 from gspo.trainer.step_data import OldLogProbs, RolloutBatch, StepStats, UpdateInputs, checked_rows
+from gspo.trainer.switches import (
+    adapt_clip,
+    apply_mismatch_correction,
+    refresh_sampler_copy,
+    sampler_copy,
+    scaled_clip,
+    shaping_metrics,
+)
 
 logger = logging.getLogger("gspo")
 
@@ -100,14 +113,19 @@ class GSPOTrainer:
         self.rewards = RewardRunner(reward_funcs, reward_weights or config.reward_weights or None, config.reward_errors)
         self.algorithm = config.algorithm_spec
         self.loss_hparams = config.loss_hparams
-        self.advantage_fn = ADVANTAGE_ESTIMATORS.get_fn(self.algorithm.advantage)
+        self.advantage_fn = ADVANTAGE_ESTIMATORS.get_fn(config.setting("advantage"))
+        self.aggregation = config.setting("aggregation")
+        self.clip_scale = 1.0  # adaptive clipping's factor on ε (1 when off)
+        self._seconds = {"sample": 0.0, "reward": 0.0}  # this step's sampling and reward time (rollout.py)
         self.uses_reference = "reference" in self.algorithm.needs or config.kl_coef > 0
         self.device = model_device(model)
         self.eos_ids, self.pad_id = special_token_ids(tokenizer, model)
         self.max_prompt_tokens = self._fit_context(model)
         # π_old from the sampler (section 5.4) when asked, or under 'auto' when it is the same numbers
-        self.old_logp_from_sampler = config.old_logp_source == "sampler" or (
-            config.old_logp_source == "auto" and sampler_matches_trainer(model)
+        # (never under a mismatch correction or a sampler copy: then π_old must be the trainer's own)
+        self.measures_mismatch = config.mismatch_correction != "none" or config.sampler_dtype != "same"
+        self.old_logp_from_sampler = not self.measures_mismatch and (
+            config.old_logp_source == "sampler" or (config.old_logp_source == "auto" and sampler_matches_trainer(model))
         )
         if config.old_logp_source == "auto":
             logger.info(
@@ -120,6 +138,7 @@ class GSPOTrainer:
         self.shuffle_gen = torch.Generator().manual_seed(config.seed + 1)
         self.order = PromptOrder(len(self.train_data), config.seed)
         self._build_optimization(accelerator)
+        self.sampler_copy = sampler_copy(self.dist.unwrap(model), config.sampler_dtype)
         # KL reference: the adapter-disabled model for LoRA (no second copy), else a frozen copy.
         self.ref_model = None
         if self.uses_reference and not is_peft_model(model):
@@ -190,54 +209,55 @@ class GSPOTrainer:
         else:
             yield self.dist.unwrap(self.model)
 
+    def _sample_round(self) -> Round:
+        """One sampling round: :func:`gspo.trainer.rollout.sample_round`."""
+        return sample_round(self)
+
     def _rollout(self) -> RolloutBatch:
-        """Sample G completions for this process's share of the step's prompts, reward them, advantages."""
+        """This step's rollout (one round, or several under dynamic sampling), rewards and advantages."""
         cfg = self.config
-        G = cfg.group_size
-        t0 = time.perf_counter()
-        # Every process draws the same global prompts and keeps its contiguous share (whole groups).
-        share = cfg.prompts_per_step // self.dist.world
-        global_idx = self.order.take(cfg.prompts_per_step)
-        rows = [self.train_data[i] for i in global_idx[self.dist.rank * share : (self.dist.rank + 1) * share]]
-        prompts = [r["prompt"] for r in rows]
-        ids_BP, mask_BP = encode_prompts(self.tokenizer, prompts, max_prompt_tokens=self.max_prompt_tokens)
-        with self._sampling_model() as sampler_model:
-            # each prompt is prefilled once and its KV cache repeated G times (rows i*G .. i*G+G-1)
-            sampled = sample(
-                sampler_model,
-                ids_BP.to(self.device),
-                mask_BP.to(self.device),
-                max_new_tokens=cfg.max_new_tokens,
-                temperature=cfg.temperature,
-                top_p=cfg.top_p,
-                top_k=cfg.top_k,
-                eos_token_ids=self.eos_ids,
-                pad_token_id=self.pad_id,
-                generator=self.sample_gen,
-                row_offset=self.dist.rank * share * G,
-                global_rows=cfg.rollout_size,
-                repeats=G,
-            )
-        t1 = time.perf_counter()
-        completions = decode_completions(self.tokenizer, sampled)
-        columns = {k: [r.get(k) for r in rows for _ in range(G)] for k in rows[0] if k != "prompt"}
-        rewards = self.rewards([p for p in prompts for _ in range(G)], completions, columns)
+        self._seconds = {"sample": 0.0, "reward": 0.0}
+        refresh_sampler_copy(self.sampler_copy, self.dist.unwrap(self.model))
+        got, metrics = collect_rollout(self)
+        rewards, sampled = got.rewards, got.sampled
         # All-gather the (small) reward lists: advantages and logged means then see the global batch.
         rewards.total = self.dist.gather_objects(rewards.total)
         rewards.per_function = {k: self.dist.gather_objects(v) for k, v in rewards.per_function.items()}
         rewards_B = torch.tensor(rewards.total, dtype=torch.float32)
-        local = slice(self.dist.rank * share * G, (self.dist.rank + 1) * share * G)
-        adv_B = call_with_declared(self.advantage_fn, rewards_B, G, scale=cfg.advantage_scale)[local].to(self.device)
+        lengths_B = torch.tensor(self.dist.gather_objects(sampled.completion_lengths_B.tolist()))
+        B_local = sampled.completion_ids_BT.shape[0]
+        local = slice(self.dist.rank * B_local, (self.dist.rank + 1) * B_local)
+        adv_B = call_with_declared(
+            self.advantage_fn,
+            rewards_B,
+            cfg.group_size,
+            scale=cfg.setting("advantage_scale"),
+            lengths_B=lengths_B,
+        )[local].to(self.device)
+        loss_mask_BT = sampled.completion_mask_BT.bool()
+        if cfg.overlong_filter:  # DAPO's overlong filtering: truncated completions leave the loss
+            loss_mask_BT = loss_mask_BT & sampled.finished_B[:, None]
+        metrics.update(shaping_metrics(cfg, got.penalty, sampled))
         return RolloutBatch(
-            rows=rows,
+            rows=got.rows,
             sampled=sampled,
-            completions=completions,
-            loss_mask_BT=sampled.completion_mask_BT.bool(),
+            completions=got.completions,
+            loss_mask_BT=loss_mask_BT,
             rewards=rewards,
             rewards_B=rewards_B,
             adv_B=adv_B,
-            seconds={"sample": t1 - t0, "reward": time.perf_counter() - t1},
+            seconds=dict(self._seconds),
+            metrics=metrics,
         )
+
+    @contextlib.contextmanager
+    def _rollout_model(self):
+        """The model that samples rollouts: the sampler copy (sampler_dtype) or the trained model."""
+        if self.sampler_copy is not None:
+            yield self.sampler_copy
+        else:
+            with self._sampling_model() as model:
+                yield model
 
     def _micro_slices(self, idx: Tensor):
         for start in range(0, idx.numel(), self.config.micro_batch_size):
@@ -289,7 +309,14 @@ class GSPOTrainer:
     # ------------------------------------------------------------------ what the loss needs
     def _old_logprobs(self, batch: RolloutBatch, perms: list[Tensor]) -> OldLogProbs:
         """π_old for this rollout (see OldLogProbs): none needed, the sampler's, or recomputed."""
-        if self.config.on_policy or "old_logp" not in self.algorithm.needs:
+        if "old_logp" not in self.algorithm.needs:
+            return OldLogProbs(None)
+        if self.measures_mismatch:  # π_old by the trainer for every row, compared with the sampler's
+            self.model.train()
+            old = OldLogProbs(self._logprobs_no_grad(self.model, batch))
+            apply_mismatch_correction(self.config, batch, old)
+            return old
+        if self.config.on_policy:
             return OldLogProbs(None)  # π_old ≡ π_θ at the single update: no extra forward needed
         if self.old_logp_from_sampler:
             return OldLogProbs(batch.sampler_logp_BT)
@@ -331,7 +358,7 @@ class GSPOTrainer:
 
     def _normalizer(self, batch: RolloutBatch, mb_idx: Tensor) -> Tensor | float:
         """The loss denominator: sequences (or tokens, for token-mean) of the whole minibatch, all processes."""
-        if self.config.aggregation == "token-mean":
+        if self.aggregation == "token-mean":
             local_tokens = batch.loss_mask_BT[mb_idx].sum().float()
             normalizer = self.dist.all_reduce(local_tokens).clamp(min=1)
         else:
@@ -372,18 +399,21 @@ class GSPOTrainer:
         logp, ent, mask, last = self._score(self.model, inputs.batch, idx, with_entropy=True)
         old = inputs.old.take(idx, last, logp)
         ref = None if inputs.ref_logp_BT is None else inputs.ref_logp_BT[idx, :last]
+        weight = None if inputs.old.token_weight_BT is None else inputs.old.token_weight_BT[idx, :last]
         loss, step_stats = policy_loss(
             logp,
             old,
             inputs.batch.adv_B[idx],
             mask,
             level=self.algorithm.loss,
-            aggregation=cfg.aggregation,
+            aggregation=self.aggregation,
             normalizer=normalizer,
             ref_logp=ref,
             kl_coef=cfg.kl_coef,
             max_log_ratio=cfg.max_log_ratio,
-            hparams=self.loss_hparams,
+            hparams=scaled_clip(self.loss_hparams, self.clip_scale),
+            token_weight_BT=weight,
+            max_length=cfg.max_new_tokens,
         )
         loss.backward()
         stats.add_micro(step_stats, ent, mask, idx.numel())
@@ -406,9 +436,12 @@ class GSPOTrainer:
         stats = self._update(UpdateInputs(batch, old, ref_logp, perms))
         t3 = time.perf_counter()
         self.step += 1
+        clip_metrics = adapt_clip(self, stats.get("clip_frac", 0.0))
         metrics: dict[str, Any] = {
             **rollout_metrics(batch.sampled, batch.rewards, batch.rewards_B, batch.adv_B),
+            **batch.metrics,
             **stats,
+            **clip_metrics,
             "lr": self.scheduler.get_last_lr()[0],
             "optimizer_steps": self.optimizer_steps,
             "skipped_steps_total": self.skipped_steps,

@@ -1,0 +1,99 @@
+"""The trainer's general switches that are not part of any one algorithm (config fields, any entry):
+
+- a *sampler copy* (``sampler_dtype``): rollouts sampled by a copy of the model in bfloat16 / float16,
+  refreshed from the trained weights before each step, as a separate inference engine would be;
+- *rollout-mismatch correction* (``mismatch_correction``: TIS / MIS, :func:`gspo.losses.mismatch_correction`);
+- *adaptive clipping* (``adaptive_clip``): ε scaled between steps to hold the clip fraction near a target;
+- metrics of the overlong shaping (``overlong/*``).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from gspo.losses import mismatch_correction
+
+logger = logging.getLogger("gspo")
+
+_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def sampler_copy(model, dtype: str):
+    """A frozen copy of ``model`` in ``dtype`` for sampling, or None for ``"same"``."""
+    if dtype == "same":
+        return None
+    return copy.deepcopy(model).to(_DTYPES[dtype]).eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def refresh_sampler_copy(copy_model, model) -> None:
+    """Copy the trained weights into the sampler copy (cast to its dtype)."""
+    if copy_model is None:
+        return
+    for dst, src in zip(copy_model.state_dict().values(), model.state_dict().values()):
+        dst.copy_(src)
+
+
+def apply_mismatch_correction(config, batch, old) -> None:
+    """Measure π_old (trainer) against μ (sampler) on the rollout; TIS weights into ``old``, MIS into the mask.
+
+    Writes the ``mismatch/*`` metrics (raw ratios, before any truncation) into ``batch.metrics``.
+    """
+    weight_BT, keep_B, stats = mismatch_correction(
+        old.logp_BT,
+        batch.sampler_logp_BT.to(old.logp_BT.dtype),
+        batch.loss_mask_BT,
+        mode=config.mismatch_correction,
+        cap=config.mismatch_cap,
+        max_log_ratio=config.max_log_ratio,
+    )
+    old.token_weight_BT = weight_BT
+    batch.loss_mask_BT = batch.loss_mask_BT & keep_B[:, None]
+    batch.metrics.update({k: float(v) for k, v in stats.items()})
+
+
+def scaled_clip(hparams: Mapping[str, Any], scale: float) -> Mapping[str, Any]:
+    """``hparams`` with clip_low / clip_high multiplied by ``scale`` (clip_low at most 1)."""
+    if scale == 1.0:
+        return hparams
+    out = dict(hparams)
+    if "clip_low" in out:
+        out["clip_low"] = min(out["clip_low"] * scale, 1.0)
+    if "clip_high" in out:
+        out["clip_high"] = out["clip_high"] * scale
+    return out
+
+
+def adapt_clip(trainer, clip_frac: float) -> dict[str, float]:
+    """After a step: widen ε when it clipped more than the target, narrow it when less (within bounds).
+
+    scale ← clamp(scale · (1 + rate)^{±1}, low, high); returns the ``clip/*`` metrics (empty when off).
+    The step's own updates used the scale from before it.
+    """
+    cfg = trainer.config
+    if not cfg.adaptive_clip:
+        return {}
+    used = scaled_clip(trainer.loss_hparams, trainer.clip_scale)
+    factor = 1.0 + cfg.adaptive_clip_rate
+    scale = trainer.clip_scale * (factor if clip_frac > cfg.adaptive_clip_target else 1.0 / factor)
+    low, high = cfg.adaptive_clip_bounds
+    metrics = {"clip/scale": trainer.clip_scale}
+    metrics.update({f"clip/{k[5:]}": float(v) for k, v in used.items() if k in ("clip_low", "clip_high")})
+    trainer.clip_scale = min(max(scale, low), high)
+    return metrics
+
+
+def shaping_metrics(config, penalty: Sequence[float], sampled) -> dict[str, float]:
+    """``overlong/*``: the soft punishment's mean and share of penalised completions; the filter's share."""
+    out: dict[str, float] = {}
+    if config.overlong_buffer_tokens > 0 and penalty:
+        out["overlong/penalty_mean"] = sum(penalty) / len(penalty)
+        out["overlong/penalized_frac"] = sum(p < 0 for p in penalty) / len(penalty)
+    if config.overlong_filter:
+        out["overlong/filtered_frac"] = float((~sampled.finished_B).float().mean())
+    return out
