@@ -127,6 +127,18 @@ def test_default_verifier_partial_credit_and_the_answer_tag_format():
     assert tag.score(answer, row) == 0.0  # no tag: the verifier gets None
 
 
+def test_final_answer_format_hands_the_verifier_the_last_number():
+    final = get_task("reasoning_gym", dataset="basic_arithmetic", min_terms=2, max_terms=2, operators=["+"],
+                     allow_parentheses=False, allow_negation=False, test_size=3, answer_format="final")  # fmt: skip
+    row = final.load("test", limit=1)[0]
+    question, answer = row["question"], row["answer"]
+    assert final.score(f"{question.removeprefix('Calculate ').rstrip('.')} = {answer}", row) == 1.0
+    assert final.score(f"The answer is {answer}.", row) == 1.0
+    assert final.score(f"\\boxed{{{answer}}} and later 12345", row) == 1.0
+    assert final.score(f"{answer} = {int(answer) + 1}", row) == 0.0  # the last number is what counts
+    assert final.score("no number at all", row) == 0.0
+
+
 @pytest.mark.parametrize(
     "options,named",
     [

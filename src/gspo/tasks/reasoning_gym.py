@@ -26,7 +26,11 @@ Options (one flat mapping). The task's own keys are :data:`TASK_KEYS`:
   question has several lines), e.g. ``"Give only the final number."``;
 - ``answer_format`` (``"raw"``): what is handed to the verifier: ``"raw"`` the completion stripped of
   surrounding whitespace, ``"tag"`` the text of its last ``<answer>...</answer>`` (reasoning-gym's own
-  convention; no tag gives the verifier ``None``, which scores 0);
+  convention; no tag gives the verifier ``None``, which scores 0), ``"final"`` the completion's final
+  answer as gspo's math tasks read it (``gspo.rewards.math.extract_answer``: a ``\boxed{}``, a
+  ``####`` line, "the answer is ...", else the last number). With ``"raw"`` a small model trained on
+  arithmetic settles on echoing the question (``9 + 5 = 14`` scores 2/10 under the default verifier's
+  partial credit, however right), so numeric datasets learn the arithmetic itself with ``"final"``;
 - ``max_new_tokens`` (64): the completion budget of the task.
 
 Every other key is a field of the generator's configuration (``min_terms``, ``max_digits``...); its
@@ -54,6 +58,7 @@ import logging
 import math
 from typing import Any, ClassVar
 
+from gspo.rewards.math import extract_answer
 from gspo.tasks.base import DataError, RowContext, Task
 from gspo.tasks.io import make_prompt
 
@@ -70,7 +75,7 @@ TASK_KEYS: dict[str, Any] = {
     "answer_format": "raw",
     "max_new_tokens": 64,
 }
-ANSWER_FORMATS = ("raw", "tag")
+ANSWER_FORMATS = ("raw", "tag", "final")
 #: Generator config fields that the split settings own.
 RESERVED_GENERATOR_KEYS = {"seed": "train_seed / test_seed", "size": "train_size / test_size"}
 #: Generation gives up on a split after this many tries per row asked for (duplicates, held-out overlap).
@@ -284,6 +289,8 @@ class ReasoningGymTask(Task):
         """What the verifier is given for ``completion`` (see ``answer_format``)."""
         if self.settings["answer_format"] == "tag":
             return extract_tagged(completion)
+        if self.settings["answer_format"] == "final":
+            return extract_answer(completion)
         return completion.strip()
 
     def score(self, completion: str, row: dict[str, Any]) -> float:
