@@ -6,6 +6,8 @@
 - ``informative_groups`` / ``soft_overlong_penalty`` / ``mismatch_correction`` (shaping.py): DAPO's
   dynamic sampling and overlong punishment, rollout-mismatch correction.
 - ``kl_k3``: per-token KL estimate to a reference policy.
+- ``gae`` / ``value_loss`` (ppo.py): generalised advantage estimation and PPO's clipped value loss.
+- ``dpo_loss`` (dpo.py): DPO's sigmoid loss on summed completion log-probs.
 - ``chunked_token_logprobs``: completion-token log-probs without materialising full logits.
 - ``LOSS_LEVELS`` / ``register_level`` and ``ADVANTAGE_ESTIMATORS`` / ``register_advantage``: the
   registries that the algorithm table (``ALGORITHMS``, from :mod:`gspo.algorithms`) names.
@@ -21,6 +23,7 @@ from gspo.losses.advantages import (
     reinforce_pp_advantages,
     rloo_advantages,
 )
+from gspo.losses.dpo import dpo_loss
 from gspo.losses.logprobs import chunked_token_logprobs
 from gspo.losses.policy import (
     AGGREGATIONS,
@@ -34,6 +37,7 @@ from gspo.losses.policy import (
     register_level,
     register_loss,
 )
+from gspo.losses.ppo import gae, value_loss
 from gspo.losses.registry import call_with_declared
 from gspo.losses.shaping import MISMATCH_MODES, informative_groups, mismatch_correction, soft_overlong_penalty
 
@@ -49,6 +53,8 @@ __all__ = [
     "aggregate",
     "call_with_declared",
     "chunked_token_logprobs",
+    "dpo_loss",
+    "gae",
     "get_level",
     "group_advantages",
     "informative_groups",
@@ -56,6 +62,7 @@ __all__ = [
     "reinforce_pp_advantages",
     "rloo_advantages",
     "soft_overlong_penalty",
+    "value_loss",
     "kl_k3",
     "policy_loss",
     "register_advantage",
