@@ -13,6 +13,12 @@ def _gspo(*args, env_extra=None):
     return run_gspo(*args, env_extra=env_extra, strict=True)
 
 
+def _train(model_dir, out, *extra, env_extra=None):
+    """The tiny 2-step ``gspo train`` into ``out``, warnings as errors; ``extra`` options last."""
+    return _gspo("train", "--model", model_dir, *TINY_RUN, "--num-threads", "1", "--output-dir", out, *extra,
+                 env_extra=env_extra)  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     return save_tiny_model(tmp_path_factory.mktemp("tiny-model"), chat=False)
@@ -69,25 +75,9 @@ def test_sft_switches_too(capsys):
 # ------------------------------------------------------------------ warnings and output
 def test_train_resume_and_eval_raise_no_deprecation_warning(model_dir, tmp_path):
     out = tmp_path / "run"
-    text = _clean(
-        _gspo("train", "--model", model_dir, *TINY_RUN, "--num-threads", "1", "--output-dir", out, "--save-steps", "1")
-    )
+    text = _clean(_train(model_dir, out, "--save-steps", "1"))
     assert "gspo step 1/2" in text and "gspo step 2/2" in text  # plain progress lines
-    text = _clean(
-        _gspo(
-            "train",
-            "--model",
-            model_dir,
-            *TINY_RUN,
-            "--num-threads",
-            "1",
-            "--max-steps",
-            "3",
-            "--output-dir",
-            out,
-            "--resume",
-        )
-    )
+    text = _clean(_train(model_dir, out, "--max-steps", "3", "--resume"))
     assert "resumed from" in text and json.loads((out / "summary.json").read_text())["steps"] == 3
     _clean(_gspo("eval", "--model", out / "final", "--task", "addition", "--limit", "8", "--output", tmp_path / "eval"))
 
@@ -132,20 +122,7 @@ def test_sft_and_compare_raise_no_deprecation_warning(model_dir, tmp_path):
 # ------------------------------------------------------------------ report_to
 def test_report_to_tensorboard_writes_event_files(model_dir, tmp_path):
     out = tmp_path / "tb"
-    _clean(
-        _gspo(
-            "train",
-            "--model",
-            model_dir,
-            *TINY_RUN,
-            "--num-threads",
-            "1",
-            "--output-dir",
-            out,
-            "--report-to",
-            "tensorboard",
-        )
-    )
+    _clean(_train(model_dir, out, "--report-to", "tensorboard"))
     events = list((out / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -165,19 +142,7 @@ def test_report_to_wandb_offline_and_trackio(model_dir, tmp_path):
         "WANDB_CACHE_DIR": str(tmp_path / "wandb-cache"),
         "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config"),
     }
-    res = _gspo(
-        "train",
-        "--model",
-        model_dir,
-        *TINY_RUN,
-        "--num-threads",
-        "1",
-        "--output-dir",
-        out,
-        "--report-to",
-        "wandb,trackio",
-        env_extra=env,
-    )
+    res = _train(model_dir, out, "--report-to", "wandb,trackio", env_extra=env)
     assert res.returncode == 0, res.stderr[-3000:]
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
