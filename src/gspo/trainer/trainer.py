@@ -237,7 +237,7 @@ class GSPOTrainer:
         loss_mask_BT = sampled.completion_mask_BT.bool()
         if cfg.overlong_filter:  # DAPO's overlong filtering: truncated completions leave the loss
             loss_mask_BT = loss_mask_BT & sampled.finished_B[:, None]
-        metrics.update(shaping_metrics(cfg, got.penalty, sampled))
+        metrics.update(shaping_metrics(cfg, got.penalty, sampled, self.dist))
         return RolloutBatch(
             rows=got.rows,
             sampled=sampled,
@@ -314,7 +314,7 @@ class GSPOTrainer:
         if self.measures_mismatch:  # π_old by the trainer for every row, compared with the sampler's
             self.model.train()
             old = OldLogProbs(self._logprobs_no_grad(self.model, batch))
-            apply_mismatch_correction(self.config, batch, old)
+            apply_mismatch_correction(self.config, batch, old, self.dist)
             return old
         if self.config.on_policy:
             return OldLogProbs(None)  # π_old ≡ π_θ at the single update: no extra forward needed
