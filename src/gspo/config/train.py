@@ -79,6 +79,8 @@ class GSPOConfig(RunConfig):
     """Denominator of the 'group' estimator; None: the algorithm's ('group' std, the paper's; Dr. GRPO: 'none', mean-centred only; or one 'batch' std)."""
     kl_coef: float = 0.0
     """β of the k3 KL penalty to the initial (reference) policy; 0 disables it and loads no reference."""
+    log_kl: bool = False
+    """Measure the k3 KL to the initial (reference) policy every step and log it as 'kl', without adding it to the loss (kl_coef 0). Costs a reference forward per step (and, without LoRA, a frozen copy of the model)."""
     max_log_ratio: float = 20.0
     """Log-ratios are clamped to ± this before exp (a numerical guard; never active in normal training)."""
     adaptive_clip: bool = False

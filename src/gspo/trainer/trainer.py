@@ -117,7 +117,7 @@ class GSPOTrainer:
         self.aggregation = config.setting("aggregation")
         self.clip_scale = 1.0  # adaptive clipping's factor on ε (1 when off)
         self._seconds = {"sample": 0.0, "reward": 0.0}  # this step's sampling and reward time (rollout.py)
-        self.uses_reference = "reference" in self.algorithm.needs or config.kl_coef > 0
+        self.uses_reference = "reference" in self.algorithm.needs or config.kl_coef > 0 or config.log_kl
         self.device = model_device(model)
         self.eos_ids, self.pad_id = special_token_ids(tokenizer, model)
         self.max_prompt_tokens = self._fit_context(model)
