@@ -101,6 +101,20 @@ class GSPOConfig(RunConfig):
     mismatch_cap: float = 2.0
     """C of the mismatch correction (TIS token cap, MIS sequence bounds [1/C, C])."""
 
+    # ----------------------------------------------------------------- critic (algorithms that need one: 'ppo')
+    critic_path: Optional[str] = None
+    """Weights of the critic's body (a Hugging Face model folder, 'embedded' or 'smollm2'); None: a copy of the policy's weights. Its scalar value head starts at 0. With lora_r > 0 the critic trains LoRA adapters of the same rank (and its head) instead of all weights."""
+    critic_learning_rate: Optional[float] = None
+    """Learning rate of the critic's AdamW (same betas, schedule and warm-up as the policy's); None: 10 × learning_rate (verl's ratio)."""
+    value_clip: float = 0.2
+    """c of PPO's clipped value loss 0.5·max((V−R)², (clip(V, V_old−c, V_old+c)−R)²)."""
+    gae_gamma: float = 1.0
+    """γ of generalised advantage estimation (discount per token)."""
+    gae_lambda: float = 1.0
+    """λ of generalised advantage estimation (1: reward-to-go minus value; lower trusts the critic more)."""
+    reward_kl_coef: float = 0.0
+    """β of the KL penalty inside PPO's token rewards: r_t −= β·(log μ − log π_ref) per token (μ the sampler's log-probs; the reward-side KL of Ouyang et al. 2022); 0: none and no reference loaded. Independent of kl_coef, the KL term in the loss."""
+
     # ----------------------------------------------------------------- rollout
     prompts_per_step: int = 32
     """Prompts per rollout; each is answered group_size times."""
@@ -234,9 +248,41 @@ class GSPOConfig(RunConfig):
             f"must be one of {sorted(ADVANTAGE_NAMES())}, got {self.setting('advantage')!r}",
         )
         self._validate_switches()
+        self._validate_critic()
         need(self.clip_high is None or self.clip_high >= 0, "clip_high", "must be >= 0 or None")
         need(self.kl_coef >= 0, "kl_coef", "must be >= 0")
         need(self.max_log_ratio > 0, "max_log_ratio", "must be > 0")
+
+    def _validate_critic(self) -> None:
+        need = self.need
+        critic = "critic" in self.algorithm_spec.needs
+        need(
+            (self.setting("advantage") == "gae") == critic,
+            "advantage",
+            "'gae' goes with an algorithm that has a critic ('ppo'), and such an algorithm needs 'gae'",
+        )
+        for name in ("critic_path", "critic_learning_rate", "reward_kl_coef"):
+            need(
+                critic or getattr(self, name) in (None, 0.0),
+                name,
+                f"applies to algorithms with a critic ('ppo'); {self.algorithm!r} has none",
+            )
+        if self.critic_path is not None:
+            need(_model_source_exists(self.critic_path), "critic_path", "must be an existing model folder")
+        need(
+            self.critic_learning_rate is None or self.critic_learning_rate > 0,
+            "critic_learning_rate",
+            "must be > 0 or None",
+        )
+        need(self.value_clip > 0, "value_clip", "must be > 0")
+        need(0 <= self.gae_gamma <= 1, "gae_gamma", "must be in [0, 1]")
+        need(0 <= self.gae_lambda <= 1, "gae_lambda", "must be in [0, 1]")
+        need(self.reward_kl_coef >= 0, "reward_kl_coef", "must be >= 0")
+
+    @property
+    def critic_lr(self) -> float:
+        """The critic's learning rate: critic_learning_rate, else 10 × learning_rate."""
+        return self.critic_learning_rate if self.critic_learning_rate is not None else 10 * self.learning_rate
 
     def _validate_switches(self) -> None:
         need = self.need
@@ -299,6 +345,18 @@ class GSPOConfig(RunConfig):
             "reward_weights",
             f"must be empty or have one weight per reward ({len(self.rewards)})",
         )
+
+
+def _model_source_exists(name: str) -> bool:
+    """Whether ``name`` names a model here without loading anything: 'embedded', 'smollm2', or a folder
+    holding a config.json (a Hub id must be downloaded first, e.g. into a folder)."""
+    from pathlib import Path
+
+    from gspo.models.loading import EMBEDDED_NAMES, SMOLLM2_NAMES
+
+    if name.strip().lower() in EMBEDDED_NAMES + SMOLLM2_NAMES:
+        return True
+    return (Path(name).expanduser() / "config.json").is_file()
 
 
 #: Defaults < YAML file < overrides, validated.
