@@ -403,7 +403,7 @@ class GSPOTrainer:
         loss, step_stats = policy_loss(
             logp,
             old,
-            inputs.batch.adv_B[idx],
+            inputs.batch.advantages(idx, last),
             mask,
             level=self.algorithm.loss,
             aggregation=self.aggregation,
