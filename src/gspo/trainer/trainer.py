@@ -388,11 +388,10 @@ class GSPOTrainer:
         old = inputs.old.take(idx, last, logp)
         ref = None if inputs.ref_logp_BT is None else inputs.ref_logp_BT[idx, :last]
         weight = None if inputs.old.token_weight_BT is None else inputs.old.token_weight_BT[idx, :last]
-        adv = inputs.batch.adv_B[idx]
         loss, step_stats = policy_loss(
             logp,
             old,
-            adv[:, :last] if adv.dim() == 2 else adv,
+            inputs.batch.advantages(idx, last),
             mask,
             level=self.algorithm.loss,
             aggregation=self.aggregation,
