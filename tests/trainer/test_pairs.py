@@ -94,3 +94,10 @@ def test_lora_dpo_uses_the_adapter_disabled_model_as_reference(tmp_path):
     trainer.train_step()
     m = trainer.train_step()
     assert m["reward_margin"] != 0.0  # the adapters moved away from the base, which stayed the reference
+
+
+def test_a_kl_term_on_top_of_dpo_is_refused():
+    from gspo.config import ConfigError, GSPOConfig
+
+    with pytest.raises(ConfigError, match="kl_coef: must be 0 for 'dpo'"):
+        GSPOConfig(algorithm="dpo", kl_coef=0.1).validate()
