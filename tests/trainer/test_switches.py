@@ -149,7 +149,13 @@ def test_adaptive_clip_moves_epsilon_within_bounds_logs_and_checkpoints_it(tmp_p
 # ---------------------------------------------------------------- every entry trains
 
 
-SIGNATURE_METRICS = {"sapo": "sapo/gate_mean", "gmpo": "gmpo/seq_ratio_mean", "dapo": "dynamic_sampling/rounds"}
+SIGNATURE_METRICS = {
+    "sapo": "sapo/gate_mean",
+    "gmpo": "gmpo/seq_ratio_mean",
+    "dapo": "dynamic_sampling/rounds",
+    "ppo": "critic/value_loss",
+    "dpo": "reward_margin",
+}
 
 
 @pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))

@@ -266,6 +266,11 @@ class GSPOConfig(RunConfig):
         )
         self._validate_switches()
         self._validate_critic()
+        need(
+            "pairs" not in self.algorithm_spec.needs or self.kl_coef == 0,
+            "kl_coef",
+            f"must be 0 for {self.algorithm!r}: its pair loss holds the policy to the reference itself (β in algorithm_options)",
+        )
         need(self.clip_high is None or self.clip_high >= 0, "clip_high", "must be >= 0 or None")
         need(self.kl_coef >= 0, "kl_coef", "must be >= 0")
         need(self.max_log_ratio > 0, "max_log_ratio", "must be > 0")

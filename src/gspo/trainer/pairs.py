@@ -10,8 +10,9 @@ algorithm's *pair loss* (``gspo.losses.PAIR_LOSSES``; DPO's sigmoid loss, β fro
 ``algorithm_options``) is minimised.
 
 Optimizer steps: ``num_epochs`` passes over the rollout, each split into ``num_minibatches``
-minibatches of whole groups (a random order of the groups per epoch, drawn from the trainer's
-checkpointed shuffle generator), one AdamW step each; the loss is divided by the number of pairs in the
+minibatches of whole groups (consecutive slices of a random order of the step's global groups, drawn
+from the trainer's checkpointed shuffle generator, so that the minibatches do not depend on the number
+of processes), one AdamW step each; the loss is divided by the number of pairs in the
 whole minibatch (all processes), so micro-batching changes nothing. A minibatch without any pair takes
 no step (counted in ``pairs/empty_minibatches``). Logged per step: ``pairs`` (pairs in the rollout),
 ``pairs/empty_minibatches``, and the loss's statistics averaged over pairs (DPO: ``reward_margin``,
@@ -71,16 +72,21 @@ class PairUpdate:
         self._skipped = self._empty = 0
         n_pairs = tr.dist.all_reduce(has_pair_G.sum().double().to(tr.device))
         tr.model.train()
+        share = has_pair_G.numel()  # groups on this process: global groups [rank·share, (rank+1)·share)
         for _ in range(cfg.num_epochs):
-            order_G = torch.randperm(has_pair_G.numel(), generator=tr.shuffle_gen)
-            for groups in torch.tensor_split(order_G, cfg.num_minibatches):
+            order = torch.randperm(cfg.prompts_per_step, generator=tr.shuffle_gen)  # the same on every process
+            for chunk in torch.tensor_split(order, cfg.num_minibatches):
+                groups = chunk[(chunk >= tr.dist.rank * share) & (chunk < (tr.dist.rank + 1) * share)]
+                groups = groups - tr.dist.rank * share
                 groups = groups[has_pair_G[groups]]
                 pairs = (chosen_G[groups].to(tr.device), rejected_G[groups].to(tr.device))
                 self._minibatch_step(batch, pairs, ref_sum_B)
         tr.optimizer.zero_grad(set_to_none=True)
         tr.skipped_steps += self._skipped
-        total = n_pairs * cfg.num_epochs
-        out = {k: float(tr.dist.all_reduce(v.double()) / total.clamp(min=1)) for k, v in self._sums.items()}
+        total = (n_pairs * cfg.num_epochs).clamp(min=1)
+        keys = sorted({k for part in tr.dist.gather_objects([sorted(self._sums)]) for k in part})
+        zero = torch.zeros((), device=tr.device)
+        out = {k: float(tr.dist.all_reduce(torch.as_tensor(self._sums.get(k, zero)).double()) / total) for k in keys}
         out.update(
             loss=float(torch.stack(self._losses).mean()) if self._losses else float("nan"),
             grad_norm=float(torch.stack(self._norms).mean()) if self._norms else float("nan"),
