@@ -106,11 +106,13 @@ class PythonToolEnv(Environment):
         for r in run_tests_many([(c, "") for c in codes], limits=limits, max_workers=self.workers):
             ok = r.status == "passed"
             text = r.stdout
+            if r.status == "timeout":
+                note = f"(timed out after {self.timeout_s:g} s)"
+                out.append((f"{cap(text, self.max_output_chars)}\n{note}".strip(), False))
+                continue
             if not ok:
                 last = [line for line in r.stderr.strip().splitlines() if line.strip()][-1:] or [r.status]
                 text = f"{text}\n{last[0]}" if text.strip() else last[0]
-                if r.status == "timeout":
-                    text = f"{text.strip()}\n(timed out after {self.timeout_s:g} s)"
             out.append((cap(text, self.max_output_chars) or "(no output)", ok))
         return out
 
