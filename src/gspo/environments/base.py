@@ -50,6 +50,7 @@ __all__ = [
     "checked_messages",
     "checked_reward",
     "checked_turn",
+    "import_target",
     "load_environment",
     "register_environment",
 ]
@@ -196,6 +197,7 @@ def checked_turn(env_name: str, value: Any) -> Turn:
 ENVIRONMENT_REGISTRY: dict[str, str | Callable[..., Environment]] = {
     "python": "gspo.environments.python_tool:PythonToolEnv",
     "guess": "gspo.environments.guessing:GuessNumberEnv",
+    "openenv": "gspo.environments.openenv:OpenEnvAdapter",
 }
 
 
@@ -204,7 +206,8 @@ def register_environment(name: str, target: str | Callable[..., Environment]) ->
     ENVIRONMENT_REGISTRY[name] = target
 
 
-def _import(spec: str) -> Any:
+def import_target(spec: str) -> Any:
+    """The object at ``'package.module:Name'`` (or ``package.module.Name``); ValueError naming the spec."""
     module_name, sep, attr = spec.partition(":")
     if not sep:
         module_name, _, attr = spec.rpartition(".")
@@ -234,7 +237,7 @@ def load_environment(spec: str | Environment, options: dict[str, Any] | None = N
         env = spec
     else:
         entry = ENVIRONMENT_REGISTRY.get(spec.strip(), spec.strip())
-        target = _import(entry) if isinstance(entry, str) else entry
+        target = import_target(entry) if isinstance(entry, str) else entry
         if not callable(target):
             raise ValueError(f"environment {spec!r}: {type(target).__name__} is not a class or factory")
         try:

@@ -9,8 +9,9 @@ Episode, from a task row (arithmetic, GSM8K, any task whose rows have a ``prompt
     assistant:  1517                      (no code block: the episode is over)
 
 The final reward is the task's own scorer on the last reply (``task.score``: reasoning-gym's verifier,
-GSM8K's number match), so a right answer with or without the tool scores 1; an episode cut by a limit
-while its last turn still held code gave no answer and scores 0. ``call_bonus`` adds a
+GSM8K's number match) on its text outside code blocks, so a right answer with or without the tool
+scores 1, and code never counts as an answer (an episode cut by a limit while its last turn held only
+code scores 0). ``call_bonus`` adds a
 per-turn reward for a tool call that ran without error (default 0: no shaping).
 
 Code runs in :mod:`gspo.rewards.sandbox` (a separate process per call: namespaces, seccomp, memory
@@ -38,6 +39,13 @@ def extract_code(reply: str) -> str | None:
     blocks = _BLOCK.findall(reply)
     code = blocks[-1].strip() if blocks else None
     return code or None
+
+
+def without_code(reply: str) -> str:
+    """``reply`` without its fenced code blocks (an unclosed one at the end included)."""
+    text = _BLOCK.sub(" ", reply)
+    at = text.find("```")
+    return text if at < 0 else text[:at]
 
 
 def prompt_text(row: dict[str, Any]) -> str:
@@ -98,11 +106,13 @@ class PythonToolEnv(Environment):
         for r in run_tests_many([(c, "") for c in codes], limits=limits, max_workers=self.workers):
             ok = r.status == "passed"
             text = r.stdout
+            if r.status == "timeout":
+                note = f"(timed out after {self.timeout_s:g} s)"
+                out.append((f"{cap(text, self.max_output_chars)}\n{note}".strip(), False))
+                continue
             if not ok:
                 last = [line for line in r.stderr.strip().splitlines() if line.strip()][-1:] or [r.status]
                 text = f"{text}\n{last[0]}" if text.strip() else last[0]
-                if r.status == "timeout":
-                    text = f"{text.strip()}\n(timed out after {self.timeout_s:g} s)"
             out.append((cap(text, self.max_output_chars) or "(no output)", ok))
         return out
 
@@ -123,8 +133,8 @@ class PythonToolEnv(Environment):
         return self.step_many([episode], [reply])[0]
 
     def reward(self, episode: Episode) -> float:
-        """The task's score of the last reply (1 for a right answer); 0 when the episode ended on a code
-        block (no answer given: the turn or token limit) or without a task."""
-        if self.task is None or extract_code(episode.last_reply) is not None:
+        """The task's score of the last reply's text outside code blocks (1 for a right answer); 0
+        without a task."""
+        if self.task is None:
             return 0.0
-        return float(self.task.score(episode.last_reply, episode.row))
+        return float(self.task.score(without_code(episode.last_reply), episode.row))
