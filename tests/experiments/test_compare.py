@@ -171,7 +171,7 @@ def test_collapse_criterion():
 def test_argument_parsing_and_errors(capsys):
     assert parse_algos("GSPO, grpo,sft") == ["gspo", "grpo", "sft"]
     assert parse_seeds("3", base_seed=10) == [10, 11, 12] and parse_seeds("4,2") == [4, 2]
-    for bad in ("gspo,ppo", "gspo,gspo", ""):
+    for bad in ("gspo,nope", "gspo,gspo", ""):
         with pytest.raises(ConfigError, match="algos"):
             parse_algos(bad)
     for bad in ("0", "1,1", "x"):
@@ -179,7 +179,7 @@ def test_argument_parsing_and_errors(capsys):
             parse_seeds(bad)
     from gspo.cli.main import main
 
-    assert main(["compare", "--algos", "gspo,ppo", "--model", "/nonexistent"]) == 2
+    assert main(["compare", "--algos", "gspo,nope", "--model", "/nonexistent"]) == 2
     assert "algos" in capsys.readouterr().err
     assert main(["compare", "--group-size", "1", "--model", "/nonexistent"]) == 2
     assert "group_size" in capsys.readouterr().err

@@ -19,6 +19,21 @@ from pathlib import Path
 from typing import Any
 
 COLORS = {"gspo": "tab:blue", "gspo-token": "tab:green", "grpo": "tab:orange", "sft": "tab:gray"}
+#: Colours for the other algorithms, in table order (distinct from the four above).
+OTHER_COLORS = ("tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "gold", "navy", "lime", "k")
+
+
+def color_of(algo: str) -> str:
+    """A fixed colour per algorithm: GSPO, GSPO-token, GRPO and SFT keep theirs in every figure."""
+    if algo in COLORS:
+        return COLORS[algo]
+    from gspo.algorithms import ALGORITHMS
+
+    others = [a for a in ALGORITHMS if a not in COLORS]
+    index = others.index(algo) if algo in others else len(others)
+    return OTHER_COLORS[index % len(OTHER_COLORS)]
+
+
 #: GSPO-token equals GSPO in exact arithmetic: dashed, so that a curve on top of GSPO's stays visible.
 STYLES = {"gspo-token": "--"}
 FIGURES = ("reward_curves.png", "eval_accuracy.png", "clip_fraction.png")
@@ -208,7 +223,7 @@ def plot_report(report: dict[str, Any], out_dir: Path) -> list[str]:
             _band(
                 ax,
                 _smoothed(runs, window),
-                COLORS.get(algo, "k"),
+                color_of(algo),
                 f"{algo} (trailing mean, W={window})",
                 raw=report["algorithms"][algo]["reward_curve"],
                 style=STYLES.get(algo, "-"),
@@ -221,7 +236,7 @@ def plot_report(report: dict[str, Any], out_dir: Path) -> list[str]:
     fig, ax = plt.subplots(figsize=(7, 4))
     for algo in algos:
         label = algo if algo != "sft" else "sft (same prompts per step)"
-        _band(ax, report["algorithms"][algo]["eval_curve"], COLORS.get(algo, "k"), label, style=STYLES.get(algo, "-"))
+        _band(ax, report["algorithms"][algo]["eval_curve"], color_of(algo), label, style=STYLES.get(algo, "-"))
     ax.set(xlabel="step (0 = before training)", ylabel="held-out greedy accuracy", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -240,7 +255,7 @@ def plot_report(report: dict[str, Any], out_dir: Path) -> list[str]:
         for algo in rl:
             curve = report["algorithms"][algo]["clip_frac_curve"]
             floored = {k: [max(v, floor) for v in curve[k]] for k in ("mean", "min", "max")}
-            _band(ax1, {"steps": curve["steps"], **floored}, COLORS.get(algo, "k"), algo, style=STYLES.get(algo, "-"))
+            _band(ax1, {"steps": curve["steps"], **floored}, color_of(algo), algo, style=STYLES.get(algo, "-"))
         ax1.set_yscale("log")
         ax1.set_ylim(bottom=floor)
         ax1.set(xlabel="step", ylabel="clip fraction (0 drawn at the bottom)", title="clip fraction per step")
@@ -250,12 +265,12 @@ def plot_report(report: dict[str, Any], out_dir: Path) -> list[str]:
             d = report["algorithms"][algo]["clip_frac"]
             if d["mean"] is None:
                 continue
-            color = COLORS.get(algo, "k")
+            color = color_of(algo)
             ax2.bar(i, max(d["mean"], floor) - floor, bottom=floor, color=color, alpha=0.6)
             ax2.scatter([i] * len(d["values"]), [max(v, floor) for v in d["values"]], color=color, s=14, zorder=3)
             ax2.annotate(f"{d['mean']:.3g}", (i, max(d["mean"], floor)), ha="center", va="bottom", fontsize=8)
         ax2.set_yscale("log")
-        ax2.set_xticks(range(len(rl)), rl)
+        ax2.set_xticks(range(len(rl)), rl, rotation=45 if len(rl) > 4 else 0, ha="right" if len(rl) > 4 else "center")
         ax2.set(ylabel="mean clip fraction", title="mean over training (dots: seeds)")
         ax2.grid(alpha=0.3, axis="y", which="both")
         save(fig, FIGURES[2])
