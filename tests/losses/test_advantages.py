@@ -69,6 +69,63 @@ def test_reinforce_pp_token_weighted_batch_whitening_by_hand():
     assert torch.equal(reinforce_pp_advantages(torch.ones(4), 2), torch.zeros(4))  # constant batch: 0, never NaN
 
 
+def test_reinforce_pp_kl_in_the_reward_by_hand():
+    from gspo.losses import reinforce_pp_advantages, token_rewards
+
+    # two responses (lengths 3 and 2), outcome rewards 1 and 0, per-token KL, beta = 0.5
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]], dtype=torch.bool)
+    kl = torch.tensor([[0.2, -0.4, 0.6], [1.0, 0.0, float("nan")]], dtype=torch.float64)
+    r = token_rewards(torch.tensor([1.0, 0.0], dtype=torch.float64), mask, kl_BT=kl, kl_coef=0.5)
+    # r = [[-0.1, 0.2, 1 - 0.3], [-0.5, 0]]; returns-to-go G = [[0.8, 0.9, 0.7], [-0.5, 0]]
+    G = torch.tensor([0.8, 0.9, 0.7, -0.5, 0.0], dtype=torch.float64)
+    z = (G - G.mean()) / G.std()  # unbiased, over the 5 real tokens
+    expected = torch.tensor([[z[0], z[1], z[2]], [z[3], z[4], 0.0]], dtype=torch.float64)
+    adv = reinforce_pp_advantages(torch.tensor([1.0, 0.0]), 1, token_rewards_BT=r, mask_BT=mask)
+    torch.testing.assert_close(adv, expected, rtol=0, atol=1e-12)
+
+
+def test_reinforce_pp_kl_in_the_reward_with_beta_zero_is_the_outcome_form():
+    from gspo.losses import reinforce_pp_advantages, token_rewards
+
+    g = torch.Generator().manual_seed(1)
+    lengths = torch.tensor([3, 5, 1, 4, 5, 2])
+    mask = torch.arange(5)[None, :] < lengths[:, None]
+    rewards = torch.rand(6, generator=g, dtype=torch.float64)
+    r = token_rewards(rewards, mask, kl_BT=torch.randn(6, 5, generator=g, dtype=torch.float64), kl_coef=0.0)
+    adv_BT = reinforce_pp_advantages(rewards, 2, token_rewards_BT=r, mask_BT=mask)
+    adv_B = reinforce_pp_advantages(rewards, 2, lengths_B=lengths)
+    torch.testing.assert_close(adv_BT, torch.where(mask, adv_B[:, None], 0.0), rtol=0, atol=1e-12)
+
+
+def test_reinforce_pp_token_form_over_two_processes_equals_the_whole_batch():
+    from gspo.losses import reinforce_pp_advantages
+
+    g = torch.Generator().manual_seed(2)
+    mask = torch.rand(6, 4, generator=g) > 0.3
+    r = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    whole = reinforce_pp_advantages(torch.zeros(6), 1, token_rewards_BT=r, mask_BT=mask)
+
+    def sums_of(rows: slice) -> torch.Tensor:  # what this process would send to the all-reduce
+        sent = []
+        reinforce_pp_advantages(
+            torch.zeros(1), 1, token_rewards_BT=r[rows], mask_BT=mask[rows], reduce_sums=lambda x: sent.append(x) or x
+        )
+        return sent[0]
+
+    first, second = slice(0, 2), slice(2, 6)
+    parts = [
+        reinforce_pp_advantages(
+            torch.zeros(1),
+            1,
+            token_rewards_BT=r[mine],
+            mask_BT=mask[mine],
+            reduce_sums=lambda s, o=other: s + sums_of(o),
+        )
+        for mine, other in ((first, second), (second, first))
+    ]
+    torch.testing.assert_close(torch.cat(parts), whole, rtol=0, atol=1e-12)
+
+
 def test_rloo_missing_and_constant_groups_are_zero():
     from gspo.losses import rloo_advantages
 

@@ -104,3 +104,20 @@ def test_two_processes_equal_one_process(tmp_path, model_dir, algorithm):
         c1, c2 = (load_file(str(tmp_path / n / "final" / "critic" / "critic.safetensors")) for n in ("one", "two"))
         for k in c1:
             torch.testing.assert_close(c2[k], c1[k], rtol=0, atol=1e-5, msg=lambda m, k=k: f"critic {k}: {m}")
+
+
+def test_two_processes_equal_one_for_the_kl_in_the_reward_and_the_switch_metrics(tmp_path, model_dir):
+    """REINFORCE++ with the KL in the reward (global whitening of token returns), with the mismatch and
+    overlong metrics reduced over processes: the same weights and the same logged numbers."""
+    extra = ("--algorithm", "reinforce++", "--reward-kl-coef", "0.5", "--mismatch-correction", "tis")
+    extra += ("--overlong-filter", "--overlong-buffer-frac", "0.4")
+    w1, m1 = _train(tmp_path, model_dir, "one", 1, micro_batch_size=4, extra=extra)
+    w2, m2 = _train(tmp_path, model_dir, "two", 2, micro_batch_size=2, extra=extra)
+    for k in w1:
+        torch.testing.assert_close(w2[k], w1[k], rtol=0, atol=1e-5, msg=lambda m, k=k: f"{k}: {m}")
+    keys = ("reward_kl/kl_mean", "reward_kl/penalty_mean", "mismatch/ratio_mean", "mismatch/ratio_max")
+    keys += ("mismatch/k1", "overlong/penalty_mean", "overlong/filtered_frac", "loss")
+    for a, b in zip(m1, m2):
+        if "eval/accuracy" not in a:
+            for key in keys:
+                assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key

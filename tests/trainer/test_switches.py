@@ -175,3 +175,23 @@ def test_log_kl_measures_the_kl_to_the_start_without_changing_training(tmp_path)
     assert all("kl" not in a for a, _ in rows)
     assert rows[0][1]["kl"] >= 0 and rows[1][1]["kl"] > 0  # the policy has moved away from the start
     torch.testing.assert_close(model_params(plain.model), model_params(logged.model), rtol=0, atol=0)
+
+
+def test_reinforce_pp_with_kl_in_the_reward_trains_on_token_advantages(tmp_path):
+    trainer = _trainer(tmp_path, algorithm="reinforce++", reward_kl_coef=0.5, max_steps=2)
+    assert trainer.uses_reference
+    rows = [trainer.train_step() for _ in range(2)]
+    assert all("reward_kl/kl_mean" in r and math.isfinite(r["loss"]) for r in rows)
+    assert rows[0]["reward_kl/kl_mean"] == pytest.approx(0.0, abs=1e-5)  # sampler == reference at step 1
+    assert abs(rows[1]["reward_kl/kl_mean"]) > 0  # the policy moved: the penalty acts
+    assert rows[1]["reward_kl/penalty_mean"] == pytest.approx(
+        0.5 * rows[1]["reward_kl/kl_mean"] * rows[1]["completion/length_mean"], rel=0.5
+    )
+
+
+def test_reward_kl_coef_is_refused_without_a_token_reward_estimator(tmp_path):
+    from gspo.config import ConfigError
+
+    with pytest.raises(ConfigError, match="reward_kl_coef"):
+        trainer_config(tmp_path, algorithm="grpo", reward_kl_coef=0.1).validate()
+    trainer_config(tmp_path, algorithm="grpo", advantage="reinforce++", reward_kl_coef=0.1).validate()

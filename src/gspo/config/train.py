@@ -17,7 +17,13 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
-from gspo.algorithms import ADVANTAGE_ESTIMATOR_NAMES, ALGORITHMS, PROVIDED_NEEDS, get_algorithm
+from gspo.algorithms import (
+    ADVANTAGE_ESTIMATOR_NAMES,
+    ALGORITHMS,
+    PROVIDED_NEEDS,
+    TOKEN_REWARD_ESTIMATORS,
+    get_algorithm,
+)
 from gspo.config.run import RunConfig, check_task_options, config_loader, parse_task_options
 
 __all__ = ["GSPOConfig", "check_task_options", "load_config", "parse_task_options"]
@@ -113,7 +119,7 @@ class GSPOConfig(RunConfig):
     gae_lambda: float = 1.0
     """λ of generalised advantage estimation (1: reward-to-go minus value; lower trusts the critic more)."""
     reward_kl_coef: float = 0.0
-    """β of the KL penalty inside PPO's token rewards: r_t −= β·(log μ − log π_ref) per token (μ the sampler's log-probs; the reward-side KL of Ouyang et al. 2022); 0: none and no reference loaded. Independent of kl_coef, the KL term in the loss."""
+    """β of the KL penalty inside the token rewards: r_t −= β·(log μ − log π_ref) per token (μ the sampler's log-probs; the reward-side KL of Ouyang et al. 2022), for PPO (critic, GAE) and for REINFORCE++ (returns-to-go whitened over the batch, Hu et al. 2025); 0: none and no reference loaded. Independent of kl_coef, the KL term in the loss."""
 
     # ----------------------------------------------------------------- rollout
     prompts_per_step: int = 32
@@ -283,7 +289,14 @@ class GSPOConfig(RunConfig):
             "advantage",
             "'gae' goes with an algorithm that has a critic ('ppo'), and such an algorithm needs 'gae'",
         )
-        for name in ("critic_path", "critic_learning_rate", "reward_kl_coef"):
+        token_rewards = critic or self.setting("advantage") in TOKEN_REWARD_ESTIMATORS
+        need(
+            token_rewards or self.reward_kl_coef == 0.0,
+            "reward_kl_coef",
+            f"applies to algorithms with a critic ('ppo') or a token-reward estimator ({list(TOKEN_REWARD_ESTIMATORS)}: "
+            f"'--advantage reinforce++'); {self.algorithm!r} uses {self.setting('advantage')!r}",
+        )
+        for name in ("critic_path", "critic_learning_rate"):
             need(
                 critic or getattr(self, name) in (None, 0.0),
                 name,

@@ -25,6 +25,7 @@ the rollout is scored: its entry here returns zeros, and the trainer's critic
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TypeAlias
 
 import torch
@@ -99,7 +100,15 @@ def rloo_advantages(rewards: Tensor, group_size: int) -> Tensor:
 
 
 @register_advantage("reinforce++")
-def reinforce_pp_advantages(rewards: Tensor, group_size: int, *, lengths_B: Tensor | None = None) -> Tensor:
+def reinforce_pp_advantages(
+    rewards: Tensor,
+    group_size: int,
+    *,
+    lengths_B: Tensor | None = None,
+    token_rewards_BT: Tensor | None = None,
+    mask_BT: Tensor | None = None,
+    reduce_sums: Callable[[Tensor], Tensor] | None = None,
+) -> Tensor:
     """REINFORCE++ (Hu et al. 2025, arXiv 2501.03262): the return normalised over the whole batch.
 
     With an outcome reward (γ = 1) every token of response i has return r_i, and the paper whitens the
@@ -109,7 +118,19 @@ def reinforce_pp_advantages(rewards: Tensor, group_size: int, *, lengths_B: Tens
 
     (``lengths_B`` are the response lengths; without them each response weighs 1). No group baseline;
     zero where σ = 0 or the reward is missing. ``group_size`` is unused (any layout).
+
+    **KL in the reward** (the paper's form, section 3): given ``token_rewards_BT`` (r_t = −β·KL_t on
+    every token, plus the outcome reward on the last one: :func:`gspo.losses.ppo.token_rewards`) and
+    ``mask_BT``, the return of token t is G_t = Σ_{k≥t} r_k (γ = 1) and the ``[B, T]`` advantages are
+    the returns whitened over every real token, Â_t = (G_t − μ) / σ, 0 at masked positions. The rows
+    are then this process's only: ``reduce_sums`` (e.g. an all-reduce) adds the ``[3]`` sums (Σ G,
+    Σ G², count) over processes, so μ and σ are those of the global batch. With β = 0 this equals the
+    outcome form above with ``lengths_B`` (each response's G_t = r_i on all its tokens).
     """
+    if token_rewards_BT is not None:
+        if mask_BT is None:
+            raise ValueError("mask_BT: required with token_rewards_BT")
+        return _whitened_returns(token_rewards_BT, mask_BT, reduce_sums)
     r_B = _checked_rewards(rewards, group_size)
     valid = ~torch.isnan(r_B)
     w_B = torch.ones_like(r_B) if lengths_B is None else lengths_B.to(r_B.dtype)
@@ -127,6 +148,24 @@ def reinforce_pp_advantages(rewards: Tensor, group_size: int, *, lengths_B: Tens
 def gae_placeholder(rewards: Tensor, group_size: int) -> Tensor:
     """Zeros: GAE is computed by the trainer's critic once its values exist (:mod:`gspo.trainer.critic`)."""
     return torch.zeros_like(_checked_rewards(rewards, group_size))
+
+
+def _whitened_returns(
+    token_rewards_BT: Tensor, mask_BT: Tensor, reduce_sums: Callable[[Tensor], Tensor] | None
+) -> Tensor:
+    """Returns-to-go (γ = 1) of masked token rewards, whitened over real tokens (unbiased variance)."""
+    mask_BT = mask_BT.bool()
+    r_BT = torch.where(mask_BT, torch.nan_to_num(token_rewards_BT, nan=0.0), 0.0)
+    returns_BT = torch.where(mask_BT, r_BT.flip(-1).cumsum(-1).flip(-1), 0.0)
+    sums = torch.stack([returns_BT.sum(), returns_BT.square().sum(), mask_BT.sum().to(returns_BT.dtype)])
+    if reduce_sums is not None:
+        sums = reduce_sums(sums)
+    total, total_sq, n = sums[0], sums[1], sums[2]
+    mean = total / n.clamp(min=1)
+    var = ((total_sq - n * mean**2) / (n - 1).clamp(min=1)).clamp(min=0)
+    std = var.sqrt()
+    ok = mask_BT & (std > 0) & (n > 1)
+    return torch.where(ok, (returns_BT - mean) / torch.where(std > 0, std, 1.0), 0.0)
 
 
 def _checked_rewards(rewards: Tensor, group_size: int) -> Tensor:

@@ -136,7 +136,8 @@ def token_rewards(rewards_B: Tensor, mask_BT: Tensor, *, kl_BT: Tensor | None = 
     """
     mask_BT = mask_BT.bool()
     reward_B = torch.nan_to_num(rewards_B, nan=0.0)
-    r_BT = torch.where(last_token_mask(mask_BT), reward_B[:, None].to(torch.float32), 0.0)
+    dtype = torch.promote_types(reward_B.dtype, torch.float32)  # float64 stays float64 (tests, checks)
+    r_BT = torch.where(last_token_mask(mask_BT), reward_B[:, None].to(dtype), 0.0)
     if kl_BT is not None and kl_coef:
         r_BT = r_BT - kl_coef * torch.where(mask_BT, kl_BT, 0.0).to(r_BT.dtype)
     return torch.where(mask_BT, r_BT, 0.0)

@@ -4,7 +4,9 @@
   refreshed from the trained weights before each step, as a separate inference engine would be;
 - *rollout-mismatch correction* (``mismatch_correction``: TIS / MIS, :func:`gspo.losses.mismatch_correction`);
 - *adaptive clipping* (``adaptive_clip``): ε scaled between steps to hold the clip fraction near a target;
-- metrics of the overlong shaping (``overlong/*``).
+- metrics of the overlong shaping (``overlong/*``);
+- the *KL in the reward* without a critic (``reward_kl_coef`` with REINFORCE++): per-token rewards and the
+  estimator's token form (:func:`apply_reward_kl`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import torch
 
-from gspo.losses import mismatch_correction
+from gspo.losses import call_with_declared, mismatch_correction, token_rewards
 
 logger = logging.getLogger("gspo")
 
@@ -110,3 +112,37 @@ def shaping_metrics(config, penalty: Sequence[float], sampled, dist) -> dict[str
         n = len(sampled.finished_B)
         means["overlong/filtered_frac"] = (int((~sampled.finished_B).sum()) / max(n, 1), n)
     return dist.reduce_metrics(means) if means else {}
+
+
+def apply_reward_kl(trainer, batch, ref_logp_BT) -> None:
+    """REINFORCE++'s KL in the reward (``reward_kl_coef`` > 0 and no critic): token advantages replace the rollout's.
+
+    r_t = −β·(log μ(y_t) − log π_ref(y_t)) on every real token (μ the sampler), plus the outcome reward on
+    the last one; the estimator turns them into whitened returns-to-go over the global batch. Logs
+    ``reward_kl/kl_mean`` (per token) and ``reward_kl/penalty_mean`` (β·Σ_t KL_t per response).
+    """
+    cfg, dist = trainer.config, trainer.dist
+    if cfg.reward_kl_coef <= 0 or getattr(trainer, "critic", None) is not None:
+        return
+    B, mask_BT = batch.size, batch.loss_mask_BT
+    rewards_B = batch.rewards_B[dist.rank * B : (dist.rank + 1) * B].to(ref_logp_BT.device)
+    kl_BT = torch.where(mask_BT, batch.sampler_logp_BT.to(ref_logp_BT.dtype) - ref_logp_BT, 0.0)
+    r_BT = token_rewards(rewards_B, mask_BT, kl_BT=kl_BT, kl_coef=cfg.reward_kl_coef)
+    batch.adv_B = call_with_declared(
+        trainer.advantage_fn,
+        rewards_B,
+        cfg.group_size,
+        token_rewards_BT=r_BT,
+        mask_BT=mask_BT,
+        reduce_sums=dist.all_reduce,
+    )
+    tokens, rows = mask_BT.sum(), mask_BT.any(-1).sum()
+    penalty_B = cfg.reward_kl_coef * kl_BT.sum(-1)
+    batch.metrics.update(
+        dist.reduce_metrics(
+            {
+                "reward_kl/kl_mean": (kl_BT.sum() / tokens.clamp(min=1), tokens),
+                "reward_kl/penalty_mean": (penalty_B.sum() / rows.clamp(min=1), rows),
+            }
+        )
+    )

@@ -60,6 +60,7 @@ from gspo.trainer.step_data import OldLogProbs, RolloutBatch, StepStats, UpdateI
 from gspo.trainer.switches import (
     adapt_clip,
     apply_mismatch_correction,
+    apply_reward_kl,
     refresh_sampler_copy,
     sampler_copy,
     scaled_clip,
@@ -422,6 +423,7 @@ class GSPOTrainer:
         ref_logp = self._reference_logprobs(batch)
         if self.critic is not None:  # values, GAE and whitening replace the rollout's advantages
             self.critic.prepare(batch, ref_logp)
+        apply_reward_kl(self, batch, ref_logp)  # REINFORCE++'s KL in the reward (no critic)
         t2 = time.perf_counter()
         stats = self._update(UpdateInputs(batch, old, ref_logp, perms))
         t3 = time.perf_counter()
