@@ -22,7 +22,6 @@ of a whole episode (its tokens across turns), as the paper suggests for multi-tu
 from __future__ import annotations
 
 import logging
-import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +30,7 @@ import torch
 from gspo.environments.base import Environment
 from gspo.environments.formatting import TurnFormat
 from gspo.environments.guard import GuardedEnvironment
+from gspo.evaluation.episodes import summarize_episodes
 from gspo.losses import call_with_declared
 from gspo.losses.turns import spread_turn_advantages, turn_advantages
 from gspo.sampling.episodes import EpisodeBatch, EpisodeLimits, run_episodes
@@ -192,46 +192,21 @@ class EpisodeTrainer(GSPOTrainer):
         """Share of held-out rows whose greedy episode the environment counts as solved (main process)."""
         if not self.eval_data or self.config.eval_limit == 0:
             return None
+        from gspo.evaluation.episodes import evaluate_environment
+
         accuracy = torch.zeros((), dtype=torch.float64, device=self.device)
         if self.dist.is_main:
-            rows = self.eval_data[: self.config.eval_limit]
-            solved, metrics = evaluate_episodes(self, rows)
-            logger.info("eval: %s", ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
-            accuracy += solved
+            with self._sampling_model() as model:
+                result = evaluate_environment(
+                    model, self.tokenizer, self.env, self.eval_data[: self.config.eval_limit], limits=self.limits,
+                    fmt=self.fmt, eos_token_ids=self.eos_ids, pad_token_id=self.pad_id,
+                    batch_size=max(self.config.micro_batch_size, 64), seed=self.config.seed,
+                    max_prompt_tokens=self.max_prompt_tokens,
+                )  # fmt: skip
+            logger.info("eval: %s", ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items()))
+            accuracy += result.solved
         self.model.train()
         return float(self.dist.all_reduce(accuracy))
-
-
-def evaluate_episodes(trainer: EpisodeTrainer, rows, batch_size: int = 64) -> tuple[float, dict[str, float]]:
-    """Greedy episodes of ``rows``: the solved share and the episode metrics (over all rows)."""
-    eps = []
-    with trainer._sampling_model() as model:
-        for start in range(0, len(rows), batch_size):
-            played = trainer.play(model, rows[start : start + batch_size], group_size=1, greedy=True)
-            eps += played.episodes
-    solved = [trainer.env.solved(e) for e in eps]
-    metrics = summarize_episodes(eps)
-    metrics["solved"] = sum(solved) / max(len(solved), 1)
-    return metrics["solved"], metrics
-
-
-def summarize_episodes(episodes) -> dict[str, float]:
-    """Turns, tool calls and errors, tokens per model turn, how episodes ended (host floats)."""
-    n = max(len(episodes), 1)
-    turn_tokens = [t for e in episodes for t in e.turn_tokens]
-    return {
-        "episodes/turns_mean": sum(e.turns for e in episodes) / n,
-        "episodes/turns_max": float(max((e.turns for e in episodes), default=0)),
-        "episodes/tool_calls_mean": sum(e.tool_calls for e in episodes) / n,
-        "episodes/tool_call_frac": sum(e.tool_calls > 0 for e in episodes) / n,
-        "episodes/tool_errors_mean": sum(e.tool_errors for e in episodes) / n,
-        "episodes/tokens_per_turn": statistics.fmean(turn_tokens) if turn_tokens else 0.0,
-        "episodes/done_frac": sum(e.done for e in episodes) / n,
-        "episodes/turn_limit_frac": sum(e.truncated == "turns" for e in episodes) / n,
-        "episodes/token_limit_frac": sum(e.truncated == "tokens" for e in episodes) / n,
-        "episodes/env_errors": float(sum(e.truncated == "error" for e in episodes)),
-        "episodes/final_reward_mean": sum(e.final_reward for e in episodes) / n,
-    }
 
 
 def episode_metrics(played: EpisodeBatch) -> dict[str, Any]:
