@@ -31,7 +31,7 @@ from gspo.environments.base import Environment
 from gspo.environments.formatting import TurnFormat
 from gspo.environments.guard import GuardedEnvironment
 from gspo.evaluation.episodes import summarize_episodes
-from gspo.losses import call_with_declared
+from gspo.losses import call_with_declared, soft_overlong_penalty
 from gspo.losses.turns import spread_turn_advantages, turn_advantages
 from gspo.sampling.episodes import EpisodeBatch, EpisodeLimits, run_episodes
 from gspo.trainer.reward_runner import RewardOutput
@@ -121,21 +121,28 @@ class EpisodeTrainer(GSPOTrainer):
             played = self.play(sampler_model, rows, group_size=cfg.group_size)
         self._seconds["sample"] += time.perf_counter() - t0
         eps = played.episodes
+        # DAPO's soft overlong punishment, on the episode's tokens after its prompt (max_new_tokens' budget)
+        penalty = soft_overlong_penalty(
+            played.rollout.completion_lengths_B.cpu(),
+            cfg.max_new_tokens,
+            cfg.overlong_buffer_tokens,
+            cfg.overlong_penalty_factor,
+        ).tolist()
         rewards = RewardOutput(
-            total=played.returns_B,
+            total=[r + p for r, p in zip(played.returns_B, penalty)],
             per_function={
                 "environment": [e.final_reward for e in eps],
                 "turns": [sum(e.turn_rewards) for e in eps],
             },
             failures={"environment": self.env.take_errors()},
         )
-        return EpisodeRound(rows, played.rollout, [e.last_reply for e in eps], rewards, [0.0] * len(eps), played)
+        return EpisodeRound(rows, played.rollout, [e.last_reply for e in eps], rewards, penalty, played)
 
     def _rollout(self) -> RolloutBatch:
         """This step's episodes, their returns and advantages (per episode, or per turn), the loss mask."""
         cfg = self.config
         self._seconds = {"sample": 0.0, "reward": 0.0}
-        from gspo.trainer.switches import refresh_sampler_copy
+        from gspo.trainer.switches import refresh_sampler_copy, shaping_metrics
 
         refresh_sampler_copy(self.sampler_copy, self.dist.unwrap(self.model))
         got = self._sample_round()
@@ -165,7 +172,7 @@ class EpisodeTrainer(GSPOTrainer):
             rewards_B=returns_B,
             adv_B=adv,
             seconds=dict(self._seconds),
-            metrics=episode_metrics(played),
+            metrics={**episode_metrics(played), **shaping_metrics(cfg, got.penalty, sampled)},
         )
 
     def _turn_advantages(self, adv_B: torch.Tensor, returns_B: torch.Tensor, played: EpisodeBatch, local: slice):
@@ -224,14 +231,24 @@ def build_episode_trainer(config, accelerator=None) -> EpisodeTrainer:
     from gspo.environments import load_environment
     from gspo.models.loading import load_model_and_tokenizer
     from gspo.trainer.build import load_rows, resolve_device, wants_chat
+    from gspo.trainer.distributed import launched_distributed
 
+    if launched_distributed():
+        raise ConfigError("environment", "episodes run in one process for now; drop --num-processes")
     try:
         env = load_environment(config.environment, config.environment_options)
     except ValueError as exc:
         raise ConfigError("environment_options" if config.environment_options else "environment", str(exc)) from None
     train_rows, eval_rows, task = env_rows(env, config)
     device = resolve_device(config.device) if accelerator is None else accelerator.device
-    model, tokenizer = load_model_and_tokenizer(config.model, dtype=config.dtype, device=str(device))
+    if config.load_in_4bit and device.type != "cuda":
+        raise ConfigError("load_in_4bit", f"QLoRA needs a CUDA device (bitsandbytes 4-bit), got {device.type}")
+    if config.load_in_4bit:
+        from gspo.models.lora import load_4bit_base
+
+        model, tokenizer = load_4bit_base(config.model, device=device)
+    else:
+        model, tokenizer = load_model_and_tokenizer(config.model, dtype=config.dtype, device=str(device))
     if config.lora_r > 0:
         from gspo.models.lora import apply_lora
 
