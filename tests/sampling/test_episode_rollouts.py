@@ -15,6 +15,7 @@ from tests.environments.scripted import (
     HangingEnv,
     NeverDoneEnv,
     RaisingEnv,
+    ResetRaisingEnv,
     ScriptedEnv,
     WrongTypeEnv,
     rows,
@@ -170,3 +171,12 @@ def test_a_hanging_environment_meets_its_deadline(tiny):
     batch = play(model, tok, HangingEnv(), timeout_s=0.2, on_error="end")
     assert time.perf_counter() - start < 10
     assert all(ep.truncated == "error" for ep in batch.episodes)
+
+
+def test_failed_resets_end_their_episodes_before_any_turn(tiny):
+    model, tok = tiny
+    with pytest.raises(EnvironmentError, match="environment 'reset-raising': reset raised RuntimeError: no such level"):
+        play(model, tok, ResetRaisingEnv())
+    batch = play(model, tok, ResetRaisingEnv(), on_error="end")
+    assert batch.rollout.completion_ids_BT.shape == (4, 1) and not batch.rollout.completion_mask_BT.any()
+    assert all(ep.truncated == "error" and ep.turns == 0 and ep.final_reward == 0 for ep in batch.episodes)

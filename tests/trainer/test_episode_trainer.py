@@ -11,7 +11,7 @@ import torch
 from gspo.algorithms import ALGORITHMS
 from gspo.trainer.checkpoint import latest_checkpoint
 from gspo.trainer.episodes import EpisodeTrainer
-from tests.environments.scripted import ScriptedEnv, rows
+from tests.environments.scripted import RaisingEnv, ScriptedEnv, rows
 from tests.helpers_cli import run_gspo, save_tiny_model
 from tests.helpers_tiny import tiny_model_and_tokenizer
 from tests.trainer.conftest import model_params, trainer_config
@@ -131,3 +131,10 @@ def test_every_algorithm_of_the_table_trains_on_episodes(tmp_path, algorithm):
     assert all(torch.isfinite(torch.tensor(float(metrics[k]))) for k in ("loss", "grad_norm"))
     after = model_params(trainer.model)
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_raising_environment_under_end_gives_a_logged_defined_step(tmp_path):
+    trainer = _trainer(tmp_path, RaisingEnv(), environment_errors="end", eval_limit=0)
+    metrics = trainer.train_step()
+    assert metrics["episodes/env_errors"] == 16 and metrics["reward/failures"] == 16
+    assert metrics["reward/mean"] == 0 and metrics["episodes/turns_mean"] == 1
