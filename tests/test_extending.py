@@ -105,9 +105,11 @@ def test_a_toy_algorithm_and_task_from_outside_train_two_steps(tmp_path, registe
     assert [line["step"] for line in lines if "loss" in line] == [1, 2]
 
 
-def test_unknown_algorithm_options_and_unprovided_needs_are_config_errors(registered):
+def test_unknown_algorithm_options_and_unprovided_needs_are_config_errors(registered, monkeypatch):
+    import gspo.config.train as train_config
     from gspo.config import ConfigError
 
+    monkeypatch.setattr(train_config, "PROVIDED_NEEDS", ("old_logp", "reference"))  # as before critics existed
     with pytest.raises(ConfigError, match="algorithm_options: has unknown names \\['tau'\\]"):
         GSPOConfig(algorithm="toy-pg", algorithm_options={"tau": 1.0}).validate()
     register_algorithm(Algorithm("toy-ppo", loss="scaled-pg", needs=frozenset({"old_logp", "critic"}), summary="x"))

@@ -18,17 +18,22 @@ an algorithm is one loss function (``@register_loss`` in :mod:`gspo.losses.polic
 - ``needs``: what the trainer must hand the loss besides the policy's log-probs, from ``NEEDS``:
   ``old_logp`` (π_old, the behaviour policy), ``reference`` (π_ref log-probs), ``critic`` (value
   estimates per token) and ``pairs`` (chosen / rejected responses within a group). The trainer
-  provides what an entry needs by looking at these flags, never at the algorithm's name; a need the
-  trainer cannot provide yet (``critic``, ``pairs``) is refused at validation, naming the algorithm.
+  provides what an entry needs by looking at these flags, never at the algorithm's name: ``critic``
+  builds a value model and replaces the rollout's advantages by GAE over its values
+  (:mod:`gspo.trainer.critic`); ``pairs`` pairs the best and worst response of each group and
+  updates with a *pair loss* (a key of ``gspo.losses.PAIR_LOSSES``) instead of a per-token one
+  (:mod:`gspo.trainer.pairs`). A need the trainer cannot provide is refused at validation.
 
 The entries and their papers (formulas in each loss's docstring, :mod:`gspo.losses.policy` and
 :mod:`gspo.losses.family`; ``docs/algorithms.md`` has the table): GSPO, GSPO-token and GRPO (Zheng et al.
 2025); DAPO (Yu et al. 2025: clip-higher, token-mean, dynamic sampling, soft overlong punishment);
 Dr. GRPO (Liu et al. 2025: no std scaling, constant normaliser); CISPO (MiniMax-M1); GMPO (Zhao et al.
 2025); SAPO (Gao et al. 2025); RLOO (Ahmadian et al. 2024) and REINFORCE++ (Hu et al. 2025), which are
-advantage estimators under the token loss (``advantage`` selects an estimator for any loss).
-Online DPO would be a loss needing ``reference`` and ``pairs``; PPO a loss needing ``old_logp`` and
-``critic`` with a ``"gae"`` estimator.
+advantage estimators under the token loss (``advantage`` selects an estimator for any loss); PPO
+(Schulman et al. 2017, with a learned critic and GAE, as in Ouyang et al. 2022 and verl), the token
+loss needing ``old_logp`` and ``critic`` with the ``"gae"`` estimator; online DPO (Rafailov et al. 2023;
+Guo et al. 2024 "Direct language model alignment from online AI feedback"), the ``"dpo"`` pair loss
+needing ``reference`` and ``pairs``.
 """
 
 from __future__ import annotations
@@ -40,9 +45,9 @@ from typing import Any, Union
 #: What a loss can ask the trainer for (besides the policy's log-probs, advantages and the mask).
 NEEDS = ("old_logp", "reference", "critic", "pairs")
 #: The advantage estimators gspo ships (registered in gspo.losses.advantages; named here torch-free).
-ADVANTAGE_ESTIMATOR_NAMES = ("group", "rloo", "reinforce++")
+ADVANTAGE_ESTIMATOR_NAMES = ("group", "rloo", "reinforce++", "gae")
 #: The needs today's trainer can provide.
-PROVIDED_NEEDS = ("old_logp", "reference")
+PROVIDED_NEEDS = ("old_logp", "reference", "critic", "pairs")
 
 
 @dataclass(frozen=True)
@@ -156,6 +161,22 @@ for _entry in (
         advantage="reinforce++",
         defaults=_PPO_CLIP,
         settings={"aggregation": "token-mean"},
+    ),
+    Algorithm(
+        "ppo",
+        "token",
+        "PPO: a learned critic (value model), GAE on token rewards, whitened; token ratios clipped at 0.2",
+        advantage="gae",
+        defaults=_PPO_CLIP,
+        needs=frozenset({"old_logp", "critic"}),
+        settings={"aggregation": "token-mean"},
+    ),
+    Algorithm(
+        "dpo",
+        "dpo",
+        "online DPO: the best and worst response of each group as a pair, sigmoid loss against the starting policy",
+        defaults={"beta": 0.1},
+        needs=frozenset({"reference", "pairs"}),
     ),
 ):
     register_algorithm(_entry)

@@ -47,7 +47,7 @@ def test_bad_values_name_the_field_and_what_is_allowed(field, value, allowed):
 @pytest.mark.parametrize(
     "field, raw, message",
     [
-        ("algorithm", "ppo", "one of ['gspo', 'gspo-token', 'grpo']"),
+        ("algorithm", "trpo", "one of ['gspo', 'gspo-token', 'grpo'"),
         ("group_size", "eight", "integer"),
         ("group_size", "2.5", "integer"),
         ("learning_rate", "fast", "number"),

@@ -4,7 +4,7 @@ closed-form gradients in float64, NaN/inf padding, micro-batch invariance)."""
 import pytest
 import torch
 
-from gspo.losses import gae, value_loss
+from gspo.losses import gae, last_token_mask, token_rewards, value_loss, whiten, whiten_moments
 
 NAN, INF = float("nan"), float("inf")
 
@@ -194,3 +194,33 @@ def test_value_loss_nan_padding_never_leaks_into_loss_stats_or_gradients():
     empty = torch.zeros(2, 3, dtype=torch.bool)
     loss, st = value_loss(torch.full((2, 3), NAN), torch.full((2, 3), INF), torch.full((2, 3), NAN), empty)
     assert loss.item() == 0.0 and all(torch.isfinite(x) for x in st.values())
+
+
+# ---------------------------------------------------------------- token rewards and whitening
+
+
+def test_token_rewards_put_the_reward_on_the_last_real_token_and_kl_on_every_one():
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 1, 0], [0, 0, 0, 0]]).bool()  # row 1 has a hole
+    torch.testing.assert_close(last_token_mask(mask), torch.tensor([[0, 0, 1, 0], [0, 0, 1, 0], [0, 0, 0, 0]]).bool())
+    rewards = torch.tensor([1.0, 0.5, NAN])  # NaN: a missing reward counts as 0
+    plain = token_rewards(rewards, mask)
+    torch.testing.assert_close(plain, torch.tensor([[0, 0, 1.0, 0], [0, 0, 0.5, 0], [0, 0, 0, 0]]))
+    kl = torch.tensor([[0.1, 0.2, 0.3, NAN], [0.4, INF, 0.5, 0.0], [1.0, 1.0, 1.0, 1.0]])
+    shaped = token_rewards(rewards, mask, kl_BT=kl, kl_coef=0.5)
+    expected = torch.tensor([[-0.05, -0.1, 0.85, 0], [-0.2, 0, 0.25, 0], [0, 0, 0, 0]])
+    torch.testing.assert_close(shaped, expected)
+    assert torch.isfinite(shaped).all()
+
+
+def test_whiten_over_real_tokens_by_hand_and_from_summed_moments():
+    # real values 1, 2, 3, 6: mean 3, unbiased variance (4 + 1 + 0 + 9) / 3 = 14/3
+    x = torch.tensor([[1.0, 2.0, NAN], [3.0, 6.0, INF]], dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 0], [1, 1, 0]]).bool()
+    out = whiten(x, mask, eps=0.0)
+    std = (14 / 3) ** 0.5
+    torch.testing.assert_close(out, torch.tensor([[-2 / std, -1 / std, 0.0], [0.0, 3 / std, 0.0]], dtype=torch.float64))
+    # two "processes" each holding one row: their summed moments whiten each row exactly as the whole
+    moments = whiten_moments(x[:1], mask[:1]) + whiten_moments(x[1:], mask[1:])
+    torch.testing.assert_close(whiten(x[1:], mask[1:], moments=moments, eps=0.0), out[1:])
+    # one real token: variance undefined, eps keeps it finite
+    assert torch.isfinite(whiten(torch.tensor([[5.0]]), torch.tensor([[True]]))).all()

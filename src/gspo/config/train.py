@@ -79,6 +79,8 @@ class GSPOConfig(RunConfig):
     """Denominator of the 'group' estimator; None: the algorithm's ('group' std, the paper's; Dr. GRPO: 'none', mean-centred only; or one 'batch' std)."""
     kl_coef: float = 0.0
     """β of the k3 KL penalty to the initial (reference) policy; 0 disables it and loads no reference."""
+    log_kl: bool = False
+    """Measure the k3 KL to the initial (reference) policy every step and log it as 'kl', without adding it to the loss (kl_coef 0). Costs a reference forward per step (and, without LoRA, a frozen copy of the model)."""
     max_log_ratio: float = 20.0
     """Log-ratios are clamped to ± this before exp (a numerical guard; never active in normal training)."""
     adaptive_clip: bool = False
@@ -98,6 +100,20 @@ class GSPOConfig(RunConfig):
     """Rollout-mismatch correction for a sampler that is not numerically the trainer (sampler_dtype, top_p/top_k): 'tis' multiplies each token's loss term by min(π_old/μ, mismatch_cap); 'mis' drops responses whose geometric-mean ratio leaves [1/mismatch_cap, mismatch_cap]; 'none' only logs. Any value other than 'none' recomputes π_old with the trainer. Raw ratios are logged before truncation (mismatch/*)."""
     mismatch_cap: float = 2.0
     """C of the mismatch correction (TIS token cap, MIS sequence bounds [1/C, C])."""
+
+    # ----------------------------------------------------------------- critic (algorithms that need one: 'ppo')
+    critic_path: Optional[str] = None
+    """Weights of the critic's body (a Hugging Face model folder, 'embedded' or 'smollm2'); None: a copy of the policy's weights. Its scalar value head starts at 0. With lora_r > 0 the critic trains LoRA adapters of the same rank (and its head) instead of all weights."""
+    critic_learning_rate: Optional[float] = None
+    """Learning rate of the critic's AdamW (same betas, schedule and warm-up as the policy's); None: 10 × learning_rate (verl's ratio)."""
+    value_clip: float = 0.2
+    """c of PPO's clipped value loss 0.5·max((V−R)², (clip(V, V_old−c, V_old+c)−R)²)."""
+    gae_gamma: float = 1.0
+    """γ of generalised advantage estimation (discount per token)."""
+    gae_lambda: float = 1.0
+    """λ of generalised advantage estimation (1: reward-to-go minus value; lower trusts the critic more)."""
+    reward_kl_coef: float = 0.0
+    """β of the KL penalty inside PPO's token rewards: r_t −= β·(log μ − log π_ref) per token (μ the sampler's log-probs; the reward-side KL of Ouyang et al. 2022); 0: none and no reference loaded. Independent of kl_coef, the KL term in the loss."""
 
     # ----------------------------------------------------------------- rollout
     prompts_per_step: int = 32
@@ -249,9 +265,46 @@ class GSPOConfig(RunConfig):
             f"must be one of {sorted(ADVANTAGE_NAMES())}, got {self.setting('advantage')!r}",
         )
         self._validate_switches()
+        self._validate_critic()
+        need(
+            "pairs" not in self.algorithm_spec.needs or self.kl_coef == 0,
+            "kl_coef",
+            f"must be 0 for {self.algorithm!r}: its pair loss holds the policy to the reference itself (β in algorithm_options)",
+        )
         need(self.clip_high is None or self.clip_high >= 0, "clip_high", "must be >= 0 or None")
         need(self.kl_coef >= 0, "kl_coef", "must be >= 0")
         need(self.max_log_ratio > 0, "max_log_ratio", "must be > 0")
+
+    def _validate_critic(self) -> None:
+        need = self.need
+        critic = "critic" in self.algorithm_spec.needs
+        need(
+            (self.setting("advantage") == "gae") == critic,
+            "advantage",
+            "'gae' goes with an algorithm that has a critic ('ppo'), and such an algorithm needs 'gae'",
+        )
+        for name in ("critic_path", "critic_learning_rate", "reward_kl_coef"):
+            need(
+                critic or getattr(self, name) in (None, 0.0),
+                name,
+                f"applies to algorithms with a critic ('ppo'); {self.algorithm!r} has none",
+            )
+        if self.critic_path is not None:
+            need(_model_source_exists(self.critic_path), "critic_path", "must be an existing model folder")
+        need(
+            self.critic_learning_rate is None or self.critic_learning_rate > 0,
+            "critic_learning_rate",
+            "must be > 0 or None",
+        )
+        need(self.value_clip > 0, "value_clip", "must be > 0")
+        need(0 <= self.gae_gamma <= 1, "gae_gamma", "must be in [0, 1]")
+        need(0 <= self.gae_lambda <= 1, "gae_lambda", "must be in [0, 1]")
+        need(self.reward_kl_coef >= 0, "reward_kl_coef", "must be >= 0")
+
+    @property
+    def critic_lr(self) -> float:
+        """The critic's learning rate: critic_learning_rate, else 10 × learning_rate."""
+        return self.critic_learning_rate if self.critic_learning_rate is not None else 10 * self.learning_rate
 
     def _validate_switches(self) -> None:
         need = self.need
@@ -334,6 +387,18 @@ class GSPOConfig(RunConfig):
             "turn_advantages",
             f"needs a loss with per-token advantages (e.g. gspo-token, grpo); {self.algorithm!r} takes one per episode",
         )
+
+
+def _model_source_exists(name: str) -> bool:
+    """Whether ``name`` names a model here without loading anything: 'embedded', 'smollm2', or a folder
+    holding a config.json (a Hub id must be downloaded first, e.g. into a folder)."""
+    from pathlib import Path
+
+    from gspo.models.loading import EMBEDDED_NAMES, SMOLLM2_NAMES
+
+    if name.strip().lower() in EMBEDDED_NAMES + SMOLLM2_NAMES:
+        return True
+    return (Path(name).expanduser() / "config.json").is_file()
 
 
 #: Defaults < YAML file < overrides, validated.

@@ -7,7 +7,9 @@
   dynamic sampling and overlong punishment, rollout-mismatch correction.
 - ``kl_k3``: per-token KL estimate to a reference policy.
 - ``gae`` / ``value_loss`` (ppo.py): generalised advantage estimation and PPO's clipped value loss.
-- ``dpo_loss`` (dpo.py): DPO's sigmoid loss on summed completion log-probs.
+- ``token_rewards`` / ``whiten`` (ppo.py): PPO's per-token rewards and advantage whitening.
+- ``dpo_loss`` (dpo.py): DPO's sigmoid loss on summed completion log-probs; ``PAIR_LOSSES`` /
+  ``register_pair_loss``: the registry of losses on (chosen, rejected) pairs.
 - ``chunked_token_logprobs``: completion-token log-probs without materialising full logits.
 - ``LOSS_LEVELS`` / ``register_level`` and ``ADVANTAGE_ESTIMATORS`` / ``register_advantage``: the
   registries that the algorithm table (``ALGORITHMS``, from :mod:`gspo.algorithms`) names.
@@ -23,7 +25,7 @@ from gspo.losses.advantages import (
     reinforce_pp_advantages,
     rloo_advantages,
 )
-from gspo.losses.dpo import dpo_loss
+from gspo.losses.dpo import PAIR_LOSSES, dpo_loss, register_pair_loss
 from gspo.losses.logprobs import chunked_token_logprobs
 from gspo.losses.policy import (
     AGGREGATIONS,
@@ -37,7 +39,7 @@ from gspo.losses.policy import (
     register_level,
     register_loss,
 )
-from gspo.losses.ppo import gae, value_loss
+from gspo.losses.ppo import gae, last_token_mask, token_rewards, value_loss, whiten, whiten_moments
 from gspo.losses.registry import call_with_declared
 from gspo.losses.shaping import MISMATCH_MODES, informative_groups, mismatch_correction, soft_overlong_penalty
 
@@ -47,6 +49,7 @@ __all__ = [
     "AGGREGATIONS",
     "ALGORITHMS",
     "MISMATCH_MODES",
+    "PAIR_LOSSES",
     "LOSS_LEVELS",
     "LevelOutput",
     "LossInputs",
@@ -64,6 +67,11 @@ __all__ = [
     "soft_overlong_penalty",
     "value_loss",
     "kl_k3",
+    "last_token_mask",
+    "register_pair_loss",
+    "token_rewards",
+    "whiten",
+    "whiten_moments",
     "policy_loss",
     "register_advantage",
     "register_level",

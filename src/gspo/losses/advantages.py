@@ -17,7 +17,10 @@ Rows are laid out group by group: rows [g·G, (g+1)·G) answer the same prompt.
 
 Estimators are registered in ``ADVANTAGE_ESTIMATORS`` (``@register_advantage(name)``) with the
 signature ``fn(rewards_B, group_size, *, <options by name>) -> adv_B`` (or ``adv_BT``); an algorithm
-names its estimator in :mod:`gspo.algorithms`. ``"group"`` is eq. 6.
+names its estimator in :mod:`gspo.algorithms`. ``"group"`` is eq. 6. ``"gae"`` (PPO's generalised
+advantage estimation, :func:`gspo.losses.ppo.gae`) needs the critic's values, which do not exist when
+the rollout is scored: its entry here returns zeros, and the trainer's critic
+(:mod:`gspo.trainer.critic`) replaces them by the whitened GAE advantages before the update.
 """
 
 from __future__ import annotations
@@ -118,6 +121,12 @@ def reinforce_pp_advantages(rewards: Tensor, group_size: int, *, lengths_B: Tens
     std = var.sqrt()
     ok = valid & (std > 0) & (n > 1)
     return torch.where(ok, (r0 - mean) / torch.where(std > 0, std, 1.0), 0.0)
+
+
+@register_advantage("gae")
+def gae_placeholder(rewards: Tensor, group_size: int) -> Tensor:
+    """Zeros: GAE is computed by the trainer's critic once its values exist (:mod:`gspo.trainer.critic`)."""
+    return torch.zeros_like(_checked_rewards(rewards, group_size))
 
 
 def _checked_rewards(rewards: Tensor, group_size: int) -> Tensor:

@@ -10,7 +10,10 @@ where c, r are the chosen and rejected completions' log-probs summed over their 
 is ∂loss/∂c_i = −β·σ(−z_i)/B and ∂loss/∂r_i = +β·σ(−z_i)/B. Computed with ``logsigmoid``, so the loss
 and its gradient stay finite for any finite margin (|z| of 1e4 and more).
 
-A pure tensor function: no model, no config object, no host sync.
+A pure tensor function: no model, no config object, no host sync. It is registered as the pair loss
+``"dpo"`` in ``PAIR_LOSSES``: the losses of algorithms that need ``pairs`` (:mod:`gspo.algorithms`),
+each ``fn(chosen_logp_B, rejected_logp_B, ref_chosen_logp_B, ref_rejected_logp_B, *, <hyper-parameters
+by name>) -> (loss, stats)`` with ``loss`` the mean over the B pairs.
 """
 
 from __future__ import annotations
@@ -20,9 +23,15 @@ from typing import TypeAlias
 import torch
 import torch.nn.functional as F
 
+from gspo.losses.registry import Registry
+
 Tensor: TypeAlias = torch.Tensor
 
+PAIR_LOSSES = Registry("pair loss")
+register_pair_loss = PAIR_LOSSES.register
 
+
+@register_pair_loss("dpo")
 def dpo_loss(
     chosen_logp_B: Tensor,
     rejected_logp_B: Tensor,

@@ -118,3 +118,45 @@ def value_loss(
             "returns_mean": mean(ret_BT),
         }
     return loss, stats
+
+
+def last_token_mask(mask_BT: Tensor) -> Tensor:
+    """``[B, T]`` bool: True at each row's last real token (none in a row without real tokens)."""
+    mask_BT = mask_BT.bool()
+    after_BT = mask_BT.flip(-1).long().cumsum(-1).flip(-1)  # real tokens at or after t
+    return mask_BT & (after_BT == 1)
+
+
+def token_rewards(rewards_B: Tensor, mask_BT: Tensor, *, kl_BT: Tensor | None = None, kl_coef: float = 0.0) -> Tensor:
+    """PPO's per-token rewards: the verifiable reward on each row's last real token, minus β·KL per token.
+
+    r_t = 1[t is the row's last real token]·R − β·kl_t over the real tokens, 0 elsewhere. ``kl_BT`` is a
+    per-token KL estimate to the reference (e.g. log π_old − log π_ref, the "k1" estimator verl and
+    OpenRLHF put in the reward); ``kl_coef`` is β. A missing reward (NaN) counts as 0.
+    """
+    mask_BT = mask_BT.bool()
+    reward_B = torch.nan_to_num(rewards_B, nan=0.0)
+    r_BT = torch.where(last_token_mask(mask_BT), reward_B[:, None].to(torch.float32), 0.0)
+    if kl_BT is not None and kl_coef:
+        r_BT = r_BT - kl_coef * torch.where(mask_BT, kl_BT, 0.0).to(r_BT.dtype)
+    return torch.where(mask_BT, r_BT, 0.0)
+
+
+def whiten_moments(x_BT: Tensor, mask_BT: Tensor) -> Tensor:
+    """``[3]``: the sum, sum of squares and count of ``x`` over real tokens (add them up across processes)."""
+    mask_BT = mask_BT.bool()
+    x0_BT = torch.where(mask_BT, x_BT, 0.0)
+    return torch.stack([x0_BT.sum(), x0_BT.square().sum(), mask_BT.sum().to(x0_BT.dtype)])
+
+
+def whiten(x_BT: Tensor, mask_BT: Tensor, *, moments: Tensor | None = None, eps: float = 1e-8) -> Tensor:
+    """Advantage whitening over real tokens: (x − mean) / sqrt(var + eps), 0 at masked positions.
+
+    ``moments`` (from :func:`whiten_moments`, summed over every process of the rollout) set the mean and
+    the unbiased variance; by default those of ``x`` itself. verl's ``masked_whiten`` (shift_mean=True).
+    """
+    mask_BT = mask_BT.bool()
+    total, total_sq, n = whiten_moments(x_BT, mask_BT) if moments is None else moments
+    mean = total / n.clamp(min=1)
+    var = (total_sq - n * mean.square()) / (n - 1).clamp(min=1)
+    return torch.where(mask_BT, (x_BT - mean) * torch.rsqrt(var.clamp(min=0) + eps), 0.0)

@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,13 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def save_checkpoint(target: Path, model, tokenizer, state: dict[str, Any]) -> Path:
-    """Write a complete checkpoint to ``target`` atomically (replacing an existing one)."""
+def save_checkpoint(
+    target: Path, model, tokenizer, state: dict[str, Any], *, extra: Callable[[Path], None] | None = None
+) -> Path:
+    """Write a complete checkpoint to ``target`` atomically (replacing an existing one).
+
+    ``extra(folder)`` writes further files (a critic) into the folder before the manifest lists them.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -73,6 +79,8 @@ def save_checkpoint(target: Path, model, tokenizer, state: dict[str, Any]) -> Pa
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         torch.save(state, tmp / STATE_FILE)
+        if extra is not None:
+            extra(tmp)
         files = {}
         for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
             with open(path, "rb+") as fh:

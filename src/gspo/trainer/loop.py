@@ -1,6 +1,6 @@
 """The run around the training steps of a ``GSPOTrainer``: resume, evaluation before / during /
 after training, ``metrics.jsonl`` and trackers, periodic / best / final checkpoints (what they hold
-and how they are restored), ``summary.json``."""
+and how they are restored: with a critic, also its weights, optimizer and schedule), ``summary.json``."""
 
 from __future__ import annotations
 
@@ -135,13 +135,21 @@ def checkpoint_state(trainer) -> dict[str, Any]:
         "data_order": trainer.order.state_dict(),
         "rng": ckpt.rng_state({"sample": trainer.sample_gen, "shuffle": trainer.shuffle_gen}),
         "config": dataclasses.asdict(trainer.config),
+        "critic": trainer.critic.state_dict() if trainer.critic is not None else None,
     }
 
 
 def save_checkpoint(trainer, target: Path) -> Path:
     """Write a checkpoint from the main process; every process waits until it is complete."""
     if trainer.dist.is_main:
-        ckpt.save_checkpoint(target, trainer.dist.unwrap(trainer.model), trainer.tokenizer, checkpoint_state(trainer))
+        critic = trainer.critic
+        ckpt.save_checkpoint(
+            target,
+            trainer.dist.unwrap(trainer.model),
+            trainer.tokenizer,
+            checkpoint_state(trainer),
+            extra=critic.save if critic is not None else None,
+        )
     trainer.dist.barrier()
     return target
 
@@ -158,4 +166,9 @@ def load_checkpoint(trainer, path: Path) -> None:
     trainer.skipped_steps, trainer.best_score = state["skipped_steps"], state["best_score"]
     trainer.eval_before = state.get("eval_before")
     trainer.clip_scale = state.get("clip_scale", 1.0)
+    if trainer.critic is not None:  # its weights, optimizer and schedule
+        if state.get("critic") is None:
+            raise ckpt.CheckpointError(f"checkpoint {path} holds no critic state (saved by a run without one)")
+        trainer.critic.load(path)
+        trainer.critic.load_state_dict(state["critic"])
     logger.info("resumed from %s at step %d", path, trainer.step)

@@ -29,12 +29,15 @@ def _mean_of(values: list[float]) -> float:
 def rollout_metrics(roll, rewards, rewards_B, adv_B) -> dict[str, Any]:
     """Reward, advantage and completion-length statistics of one rollout (host floats).
 
-    ``rewards``: the trainer's reward result (``total``, ``per_function``, ``failures``; missing
-    rewards are NaN); ``rewards_B``: the global rewards tensor; ``adv_B``: this process's advantages.
+        ``rewards``: the trainer's reward result (``total``, ``per_function``, ``failures``; missing
+        rewards are NaN); ``rewards_B``: the global rewards tensor; ``adv_B``: this process's advantages (``[B]``, or ``[B, T]``
+    per token, whose statistics then cover the completion tokens).
     """
     import torch
 
     lengths = roll.completion_mask_BT.sum(-1).float()
+    if adv_B.dim() == 2:  # per-token advantages (GAE): statistics over the real tokens only
+        adv_B = adv_B[roll.completion_mask_BT.bool()[:, : adv_B.shape[1]]]
     return {
         "reward/mean": _mean_of(rewards.total),
         "reward/std": float(torch.nan_to_num(rewards_B, nan=0.0).std()),

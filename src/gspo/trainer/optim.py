@@ -52,3 +52,28 @@ def build_scheduler(optimizer, *, schedule: str, warmup_steps: int, total_steps:
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def fit_prompt_budget(config, model) -> int:
+    """max_prompt_tokens, lowered so that prompt + max_new_tokens fits the model's context."""
+    from gspo.config import ConfigError
+    from gspo.models.introspect import context_length
+
+    context = context_length(model)
+    if context is None:
+        return config.max_prompt_tokens
+    if config.max_new_tokens >= context:
+        raise ConfigError(
+            "max_new_tokens",
+            f"must be smaller than the model's context of {context} tokens, got {config.max_new_tokens}",
+        )
+    if config.max_prompt_tokens + config.max_new_tokens <= context:
+        return config.max_prompt_tokens
+    logger.info(
+        "max_prompt_tokens lowered from %d to %d so that prompt + max_new_tokens=%d fits the model's context of %d tokens",
+        config.max_prompt_tokens,
+        context - config.max_new_tokens,
+        config.max_new_tokens,
+        context,
+    )
+    return context - config.max_new_tokens

@@ -43,14 +43,15 @@ import torch
 from gspo.config import ConfigError, GSPOConfig
 from gspo.losses import ADVANTAGE_ESTIMATORS, call_with_declared, policy_loss
 from gspo.models.device import model_device
-from gspo.models.introspect import context_length
 from gspo.models.lora import is_peft_model, reference_context
 from gspo.sampling import special_token_ids
 from gspo.sampling.scoring import completion_logprobs, sampler_matches_trainer
+from gspo.trainer.critic import Critic
 from gspo.trainer.data_order import PromptOrder
 from gspo.trainer.distributed import Dist
 from gspo.trainer.metrics import rollout_metrics
-from gspo.trainer.optim import build_optimizer, build_scheduler
+from gspo.trainer.optim import build_optimizer, build_scheduler, fit_prompt_budget
+from gspo.trainer.pairs import PairUpdate
 from gspo.trainer.progress import library_bars_off
 from gspo.trainer.reward_runner import RewardRunner
 from gspo.trainer.rollout import Round, sample_round
@@ -117,10 +118,12 @@ class GSPOTrainer:
         self.aggregation = config.setting("aggregation")
         self.clip_scale = 1.0  # adaptive clipping's factor on ε (1 when off)
         self._seconds = {"sample": 0.0, "reward": 0.0}  # this step's sampling and reward time (rollout.py)
-        self.uses_reference = "reference" in self.algorithm.needs or config.kl_coef > 0
+        self.uses_reference = (
+            "reference" in self.algorithm.needs or config.kl_coef > 0 or config.reward_kl_coef > 0 or config.log_kl
+        )
         self.device = model_device(model)
         self.eos_ids, self.pad_id = special_token_ids(tokenizer, model)
-        self.max_prompt_tokens = self._fit_context(model)
+        self.max_prompt_tokens = fit_prompt_budget(config, model)
         # π_old from the sampler (section 5.4) when asked, or under 'auto' when it is the same numbers
         # (never under a mismatch correction or a sampler copy: then π_old must be the trainer's own)
         self.measures_mismatch = config.mismatch_correction != "none" or config.sampler_dtype != "same"
@@ -138,6 +141,9 @@ class GSPOTrainer:
         self.shuffle_gen = torch.Generator().manual_seed(config.seed + 1)
         self.order = PromptOrder(len(self.train_data), config.seed)
         self._build_optimization(accelerator)
+        # What the entry needs beyond log-probs: a value model (critic.py), best/worst pairs (pairs.py).
+        self.critic = Critic(self) if "critic" in self.algorithm.needs else None
+        self.pairs = PairUpdate(self) if "pairs" in self.algorithm.needs else None
         self.sampler_copy = sampler_copy(self.dist.unwrap(model), config.sampler_dtype)
         # KL reference: the adapter-disabled model for LoRA (no second copy), else a frozen copy.
         self.ref_model = None
@@ -153,28 +159,6 @@ class GSPOTrainer:
         self.best_score: float | None = None
         self.eval_before: float | None = None
         self.output_dir = Path(config.output_dir)
-
-    def _fit_context(self, model) -> int:
-        """max_prompt_tokens, lowered so that prompt + max_new_tokens fits the model's context."""
-        cfg = self.config
-        context = context_length(model)
-        if context is None:
-            return cfg.max_prompt_tokens
-        if cfg.max_new_tokens >= context:
-            raise ConfigError(
-                "max_new_tokens",
-                f"must be smaller than the model's context of {context} tokens, got {cfg.max_new_tokens}",
-            )
-        if cfg.max_prompt_tokens + cfg.max_new_tokens <= context:
-            return cfg.max_prompt_tokens
-        logger.info(
-            "max_prompt_tokens lowered from %d to %d so that prompt + max_new_tokens=%d fits the model's context of %d tokens",
-            cfg.max_prompt_tokens,
-            context - cfg.max_new_tokens,
-            cfg.max_new_tokens,
-            context,
-        )
-        return context - cfg.max_new_tokens
 
     def _build_optimization(self, accelerator) -> None:
         """Optimizer, the accelerate wrapping (DDP / FSDP / DeepSpeed) and the learning-rate schedule."""
@@ -237,7 +221,7 @@ class GSPOTrainer:
         loss_mask_BT = sampled.completion_mask_BT.bool()
         if cfg.overlong_filter:  # DAPO's overlong filtering: truncated completions leave the loss
             loss_mask_BT = loss_mask_BT & sampled.finished_B[:, None]
-        metrics.update(shaping_metrics(cfg, got.penalty, sampled))
+        metrics.update(shaping_metrics(cfg, got.penalty, sampled, self.dist))
         return RolloutBatch(
             rows=got.rows,
             sampled=sampled,
@@ -314,7 +298,7 @@ class GSPOTrainer:
         if self.measures_mismatch:  # π_old by the trainer for every row, compared with the sampler's
             self.model.train()
             old = OldLogProbs(self._logprobs_no_grad(self.model, batch))
-            apply_mismatch_correction(self.config, batch, old)
+            apply_mismatch_correction(self.config, batch, old, self.dist)
             return old
         if self.config.on_policy:
             return OldLogProbs(None)  # π_old ≡ π_θ at the single update: no extra forward needed
@@ -341,6 +325,8 @@ class GSPOTrainer:
     # ------------------------------------------------------------------ update
     def _update(self, inputs: UpdateInputs) -> dict[str, float]:
         """The optimizer steps of one rollout: one per minibatch, ``num_minibatches`` per epoch."""
+        if self.pairs is not None:  # a pair loss: its own minibatches of pairs
+            return self.pairs.update(inputs)
         cfg = self.config
         B_local = inputs.batch.size
         stats = StepStats(B_local * self.dist.world, cfg.num_epochs, self.device)
@@ -392,6 +378,8 @@ class GSPOTrainer:
             self.scheduler.step()
             self.optimizer_steps += 1
         stats.add_update(mb_loss, grad_norm, skipped)
+        if self.critic is not None:  # the critic's own step on the same rows
+            self.critic.minibatch_step(inputs.batch, mb_idx)
 
     def _micro_step(self, inputs: UpdateInputs, idx: Tensor, normalizer, stats: StepStats) -> Tensor:
         """Forward + backward of one micro-batch; accumulates its weighted statistics."""
@@ -432,6 +420,8 @@ class GSPOTrainer:
         perms = [self._epoch_order(batch.size * self.dist.world) for _ in range(cfg.num_epochs)]
         old = self._old_logprobs(batch, perms)
         ref_logp = self._reference_logprobs(batch)
+        if self.critic is not None:  # values, GAE and whitening replace the rollout's advantages
+            self.critic.prepare(batch, ref_logp)
         t2 = time.perf_counter()
         stats = self._update(UpdateInputs(batch, old, ref_logp, perms))
         t3 = time.perf_counter()
@@ -442,6 +432,7 @@ class GSPOTrainer:
             **batch.metrics,
             **stats,
             **clip_metrics,
+            **(self.critic.metrics() if self.critic is not None else {}),
             "lr": self.scheduler.get_last_lr()[0],
             "optimizer_steps": self.optimizer_steps,
             "skipped_steps_total": self.skipped_steps,
