@@ -172,7 +172,7 @@ class EpisodeTrainer(GSPOTrainer):
             rewards_B=returns_B,
             adv_B=adv,
             seconds=dict(self._seconds),
-            metrics={**episode_metrics(played), **shaping_metrics(cfg, got.penalty, sampled)},
+            metrics={**episode_metrics(played), **shaping_metrics(cfg, got.penalty, sampled, self.dist)},
         )
 
     def _turn_advantages(self, adv_B: torch.Tensor, returns_B: torch.Tensor, played: EpisodeBatch, local: slice):
