@@ -141,7 +141,7 @@ class GSPOConfig(RunConfig):
 
     # ----------------------------------------------------------------- environments (multi-turn)
     environment: Optional[str] = None
-    """Train on episodes with an environment instead of single completions: 'python' (a Python tool; rows from the task), 'guess' (a number-guessing game with higher/lower replies; its own rows) or 'package.module:Class' (see docs/environments.md). With an environment, max_new_tokens bounds each episode's tokens after the first prompt (model and environment tokens) and the task's reward is the environment's."""
+    """Train on episodes with an environment instead of single completions: 'python' (a Python tool; rows from the task), 'guess' (a number-guessing game with higher/lower replies; its own rows), 'openenv' (an OpenEnv environment, named in environment_options' 'env') or 'package.module:Class' (see docs/environments.md). With an environment, max_new_tokens bounds each episode's tokens after the first prompt (model and environment tokens) and the task's reward is the environment's."""
     environment_options: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of the environment's class (a YAML mapping, or a JSON object on the command line)."""
     max_turns: int = 4
