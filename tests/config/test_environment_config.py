@@ -14,8 +14,6 @@ from gspo.config import ConfigError, GSPOConfig, load_config
         (dict(environment_timeout_s=-1), "environment_timeout_s"),
         (dict(environment_options="[1, 2]"), "environment_options"),
         (dict(environment="guess", turn_advantages=True), "turn_advantages"),  # GSPO: one advantage per episode
-        (dict(environment="guess", dynamic_sampling=True), "dynamic_sampling"),
-        (dict(environment="guess", algorithm="dapo"), "dynamic_sampling"),  # DAPO turns it on
     ],
 )
 def test_bad_environment_settings_name_their_field(overrides, field):
@@ -31,7 +29,7 @@ def test_environment_settings_from_the_command_line():
          "algorithm": "gspo-token", "environment_errors": "end"},
     )  # fmt: skip
     assert config.environment_options == {"high": 9} and config.max_turns == 3 and config.turn_advantages is True
-    assert GSPOConfig(environment="guess", algorithm="dapo", dynamic_sampling=False).validate()
+    assert GSPOConfig(environment="guess", algorithm="dapo").validate().setting("dynamic_sampling")
 
 
 def test_print_config_lists_the_environment_fields(capsys):

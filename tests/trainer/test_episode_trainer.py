@@ -125,7 +125,7 @@ def test_gspo_and_gspo_token_train_alike_on_episodes_with_per_trajectory_advanta
 @pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
 def test_every_algorithm_of_the_table_trains_on_episodes(tmp_path, algorithm):
     env = ScriptedEnv(turns=2, turn_rewards=[0.5, 0.0])
-    trainer = _trainer(tmp_path, env, algorithm=algorithm, dynamic_sampling=False, max_steps=1, eval_limit=0)
+    trainer = _trainer(tmp_path, env, algorithm=algorithm, max_steps=1, eval_limit=0)
     before = model_params(trainer.model)
     metrics = trainer.train_step()
     assert all(torch.isfinite(torch.tensor(float(metrics[k]))) for k in ("loss", "grad_norm"))
@@ -138,3 +138,24 @@ def test_a_raising_environment_under_end_gives_a_logged_defined_step(tmp_path):
     metrics = trainer.train_step()
     assert metrics["episodes/env_errors"] == 16 and metrics["reward/failures"] == 16
     assert metrics["reward/mean"] == 0 and metrics["episodes/turns_mean"] == 1
+
+
+class HalfConstantEnv(ScriptedEnv):
+    """Rows with an even id always score 0 (their groups teach nothing); odd ones vary."""
+
+    def reward(self, episode):
+        return 0.0 if episode.row["id"] % 2 == 0 else super().reward(episode)
+
+
+def test_dynamic_sampling_keeps_informative_groups_of_episodes(tmp_path):
+    trainer = _trainer(tmp_path, HalfConstantEnv(), dynamic_sampling=True, dynamic_sampling_max_rounds=6)
+    batch = trainer._rollout()
+    G = trainer.config.group_size
+    assert [row["id"] % 2 for row in batch.rows] == [1] * trainer.config.prompts_per_step
+    assert batch.metrics["dynamic_sampling/rounds"] >= 1 and batch.metrics["dynamic_sampling/filled_groups"] == 0
+    # the episodes' layout followed the selection: loss mask = model tokens of the kept episodes
+    assert batch.loss_mask_BT.shape == batch.sampled.completion_ids_BT.shape
+    env_BT = batch.sampled.completion_mask_BT.bool() & ~batch.loss_mask_BT
+    assert env_BT.any() and batch.loss_mask_BT.any(1).all()
+    returns = batch.rewards_B.view(-1, G)
+    assert (returns.std(1) > 0).all()

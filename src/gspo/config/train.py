@@ -378,11 +378,6 @@ class GSPOConfig(RunConfig):
             return
         need(bool(str(self.environment).strip()), "environment", "must name an environment or be None")
         need(
-            not self.setting("dynamic_sampling"),
-            "dynamic_sampling",
-            "is not supported with an environment yet (episodes are sampled in one round)",
-        )
-        need(
             not (self.turn_advantages and self.algorithm_spec.loss == "sequence"),
             "turn_advantages",
             f"needs a loss with per-token advantages (e.g. gspo-token, grpo); {self.algorithm!r} takes one per episode",

@@ -4,7 +4,8 @@ Everything after the rollout is the single-turn trainer's (:class:`gspo.trainer.
 minibatches, π_old, the algorithm table's losses, checkpoints and resume. What changes is the rollout:
 
 - a step plays ``group_size`` episodes for each of its ``prompts_per_step`` rows
-  (:func:`gspo.sampling.episodes.run_episodes`); an episode's "completion" is all its tokens after
+  (:func:`gspo.sampling.episodes.run_episodes`; more rounds under dynamic sampling, whose selection and
+  concatenation of rounds carry the episodes along: ``EpisodeRound``); an episode's "completion" is all its tokens after
   the first prompt, and the **loss mask holds the model's tokens only**: environment tokens are in the
   forward (as context) and out of the loss, their log-probs never enter a ratio, and a sequence ratio
   is normalised by the episode's model-token count (GSPO's |y_i| over the whole episode);
@@ -36,6 +37,7 @@ from gspo.losses.turns import spread_turn_advantages, turn_advantages
 from gspo.sampling.episodes import EpisodeBatch, EpisodeLimits, run_episodes
 from gspo.trainer.reward_runner import RewardOutput
 from gspo.trainer.rollout import Round
+from gspo.trainer.rollout import collect as collect_rollout
 from gspo.trainer.step_data import RolloutBatch
 from gspo.trainer.trainer import GSPOTrainer
 
@@ -47,9 +49,34 @@ PER_TOKEN_ADVANTAGE_LOSSES = ("sequence_token", "token", "cispo", "sapo")
 
 @dataclass
 class EpisodeRound(Round):
-    """A round of episodes: the usual fields plus the episodes and their token layout."""
+    """A round of episodes: the usual fields plus the episodes and their token layout (kept through
+    dynamic sampling's selection and concatenation of rounds)."""
 
     episodes: EpisodeBatch | None = None
+
+    def narrowed(self, out: Round, rows: list[int]) -> Round:
+        assert self.episodes is not None
+        idx = torch.tensor(rows, dtype=torch.long, device=self.episodes.model_mask_BT.device)
+        played = EpisodeBatch(
+            out.sampled, self.episodes.model_mask_BT[idx], self.episodes.turn_BT[idx],
+            [self.episodes.episodes[i] for i in rows],
+        )  # fmt: skip
+        return EpisodeRound(out.rows, out.sampled, out.completions, out.rewards, out.penalty, played)
+
+    def joined(self, out: Round, parts: list[Round]) -> Round:
+        T = out.sampled.completion_ids_BT.shape[1]
+        batches = [p.episodes for p in parts if isinstance(p, EpisodeRound) and p.episodes is not None]
+
+        def pad(x: torch.Tensor, value) -> torch.Tensor:
+            return torch.nn.functional.pad(x, (0, T - x.shape[1]), value=value)
+
+        played = EpisodeBatch(
+            out.sampled,
+            torch.cat([pad(b.model_mask_BT, False) for b in batches]),
+            torch.cat([pad(b.turn_BT, -1) for b in batches]),
+            [e for b in batches for e in b.episodes],
+        )
+        return EpisodeRound(out.rows, out.sampled, out.completions, out.rewards, out.penalty, played)
 
 
 def _environment_reward(prompts, completions, **_):  # stands in for the task reward (never called)
@@ -145,7 +172,7 @@ class EpisodeTrainer(GSPOTrainer):
         from gspo.trainer.switches import refresh_sampler_copy, shaping_metrics
 
         refresh_sampler_copy(self.sampler_copy, self.dist.unwrap(self.model))
-        got = self._sample_round()
+        got, sampling_metrics = collect_rollout(self)  # one round, or several under dynamic sampling
         assert isinstance(got, EpisodeRound) and got.episodes is not None
         played, sampled = got.episodes, got.sampled
         rewards = got.rewards
@@ -172,7 +199,11 @@ class EpisodeTrainer(GSPOTrainer):
             rewards_B=returns_B,
             adv_B=adv,
             seconds=dict(self._seconds),
-            metrics={**episode_metrics(played), **shaping_metrics(cfg, got.penalty, sampled, self.dist)},
+            metrics={
+                **episode_metrics(played),
+                **sampling_metrics,
+                **shaping_metrics(cfg, got.penalty, sampled, self.dist),
+            },
         )
 
     def _turn_advantages(self, adv_B: torch.Tensor, returns_B: torch.Tensor, played: EpisodeBatch, local: slice):
