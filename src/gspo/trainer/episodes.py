@@ -23,6 +23,7 @@ of a whole episode (its tokens across turns), as the paper suggests for multi-tu
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,8 +138,7 @@ class EpisodeTrainer(GSPOTrainer):
         )
 
     def _sample_round(self) -> Round:
-        import time
-
+        """One round: this process's share of the step's rows, ``group_size`` episodes each, and their returns."""
         cfg = self.config
         t0 = time.perf_counter()
         share = cfg.prompts_per_step // self.dist.world
