@@ -44,6 +44,13 @@ class RaisingEnv(ScriptedEnv):
         raise KeyError("the tool crashed")
 
 
+class ResetRaisingEnv(ScriptedEnv):
+    name = "reset-raising"
+
+    def reset(self, episode):
+        raise RuntimeError("no such level")
+
+
 class HangingEnv(ScriptedEnv):
     name = "hanging"
 

@@ -15,6 +15,7 @@ from tests.environments.scripted import (
     HangingEnv,
     NeverDoneEnv,
     RaisingEnv,
+    ResetRaisingEnv,
     ScriptedEnv,
     WrongTypeEnv,
     rows,
@@ -170,3 +171,50 @@ def test_a_hanging_environment_meets_its_deadline(tiny):
     batch = play(model, tok, HangingEnv(), timeout_s=0.2, on_error="end")
     assert time.perf_counter() - start < 10
     assert all(ep.truncated == "error" for ep in batch.episodes)
+
+
+def test_failed_resets_end_their_episodes_before_any_turn(tiny):
+    model, tok = tiny
+    with pytest.raises(EnvironmentError, match="environment 'reset-raising': reset raised RuntimeError: no such level"):
+        play(model, tok, ResetRaisingEnv())
+    batch = play(model, tok, ResetRaisingEnv(), on_error="end")
+    assert batch.rollout.completion_ids_BT.shape == (4, 1) and not batch.rollout.completion_mask_BT.any()
+    assert all(ep.truncated == "error" and ep.turns == 0 and ep.final_reward == 0 for ep in batch.episodes)
+
+
+def test_python_tool_episode_end_to_end_with_a_scripted_sampler(tiny, monkeypatch):
+    """The model 'writes' code, the sandbox runs it, its output comes back masked, the model answers."""
+    import gspo.sampling.episodes as episodes
+    from gspo.environments.python_tool import PythonToolEnv
+    from gspo.sampling import Rollout
+
+    _, tok = tiny
+    code, answer = tok("```python\nprint(6 * 7)\n```")["input_ids"] + [tok.eos_token_id], tok("42")["input_ids"]
+
+    def scripted_sample(model, ids_BP, mask_BP, *, max_new_tokens, pad_token_id, **_):
+        rows = [answer if "<output>" in tok.decode(ids) else code for ids in ids_BP.tolist()]
+        T = max(len(r) for r in rows)
+        ids = torch.tensor([r + [pad_token_id] * (T - len(r)) for r in rows])
+        mask = torch.tensor([[1] * len(r) + [0] * (T - len(r)) for r in rows])
+        return Rollout(ids_BP, mask_BP, ids, mask, -0.5 * mask.float(), torch.tensor([r[-1] == 1 for r in rows]))
+
+    class Task:
+        def score(self, completion, row):
+            return float(completion.strip() == "42")
+
+    monkeypatch.setattr(episodes, "sample", scripted_sample)
+    env = PythonToolEnv()
+    env.task = Task()
+    batch = play(None, tok, env, group=2, n=1)
+    fmt = TurnFormat(tok, chat=True)
+    tool_ids = fmt.answer_ids([{"role": "tool", "content": "42"}], sampled_eos_id=tok.eos_token_id)
+    assert "<output>\n42\n</output>" in tok.decode(tool_ids)
+    for b, ep in enumerate(batch.episodes):
+        assert ep.replies == ["```python\nprint(6 * 7)\n```", "42"] and ep.tool_calls == 1 and ep.tool_errors == 0
+        assert ep.final_reward == 1.0 and ep.truncated is None and ep.done  # its answer turn ended it
+        n = len(code) + len(tool_ids) + len(answer)
+        assert batch.rollout.completion_ids_BT[b, :n].tolist() == code + tool_ids + answer
+        assert batch.model_mask_BT[b, :n].tolist() == [True] * len(code) + [False] * len(tool_ids) + [True] * len(
+            answer
+        )
+        assert (batch.rollout.logp_BT[b, :n][batch.model_mask_BT[b, :n]] == -0.5).all()

@@ -8,9 +8,10 @@ import json
 import pytest
 import torch
 
+from gspo.algorithms import ALGORITHMS
 from gspo.trainer.checkpoint import latest_checkpoint
 from gspo.trainer.episodes import EpisodeTrainer
-from tests.environments.scripted import ScriptedEnv, rows
+from tests.environments.scripted import RaisingEnv, ScriptedEnv, rows
 from tests.helpers_cli import run_gspo, save_tiny_model
 from tests.helpers_tiny import tiny_model_and_tokenizer
 from tests.trainer.conftest import model_params, trainer_config
@@ -104,3 +105,57 @@ def test_a_bad_environment_is_named_before_any_model_loads(tmp_path):
     result = run_gspo("train", "--environment", "no.such.module:Env", "--output-dir", tmp_path / "x")
     assert result.returncode != 0
     assert "environment" in result.stderr and "no.such.module" in result.stderr
+
+
+def test_gspo_and_gspo_token_train_alike_on_episodes_with_per_trajectory_advantages(tmp_path):
+    """No per-turn rewards: GSPO-token's per-token advantages are the episode's, so one step of each is the same."""
+    params = []
+    for algorithm in ("gspo", "gspo-token"):
+        trainer = _trainer(tmp_path / algorithm, algorithm=algorithm, max_steps=1, eval_limit=0)
+        start = model_params(trainer.model)
+        trainer.train()
+        params.append(model_params(trainer.model))
+    # Adam's first steps move a weight by about lr = 1e-2 whatever the gradient's size, so float32 rounding
+    # differences of the two losses' gradients show up as up to ~6e-6 (measured): well below a step
+    moved = max(float((params[0][k] - start[k]).abs().max()) for k in start)
+    assert moved > 1e-3
+    assert all(torch.allclose(params[0][k], params[1][k], atol=2e-5) for k in params[0])
+
+
+@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
+def test_every_algorithm_of_the_table_trains_on_episodes(tmp_path, algorithm):
+    env = ScriptedEnv(turns=2, turn_rewards=[0.5, 0.0])
+    trainer = _trainer(tmp_path, env, algorithm=algorithm, max_steps=1, eval_limit=0)
+    before = model_params(trainer.model)
+    metrics = trainer.train_step()
+    assert all(torch.isfinite(torch.tensor(float(metrics[k]))) for k in ("loss", "grad_norm"))
+    after = model_params(trainer.model)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_raising_environment_under_end_gives_a_logged_defined_step(tmp_path):
+    trainer = _trainer(tmp_path, RaisingEnv(), environment_errors="end", eval_limit=0)
+    metrics = trainer.train_step()
+    assert metrics["episodes/env_errors"] == 16 and metrics["reward/failures"] == 16
+    assert metrics["reward/mean"] == 0 and metrics["episodes/turns_mean"] == 1
+
+
+class HalfConstantEnv(ScriptedEnv):
+    """Rows with an even id always score 0 (their groups teach nothing); odd ones vary."""
+
+    def reward(self, episode):
+        return 0.0 if episode.row["id"] % 2 == 0 else super().reward(episode)
+
+
+def test_dynamic_sampling_keeps_informative_groups_of_episodes(tmp_path):
+    trainer = _trainer(tmp_path, HalfConstantEnv(), dynamic_sampling=True, dynamic_sampling_max_rounds=6)
+    batch = trainer._rollout()
+    G = trainer.config.group_size
+    assert [row["id"] % 2 for row in batch.rows] == [1] * trainer.config.prompts_per_step
+    assert batch.metrics["dynamic_sampling/rounds"] >= 1 and batch.metrics["dynamic_sampling/filled_groups"] == 0
+    # the episodes' layout followed the selection: loss mask = model tokens of the kept episodes
+    assert batch.loss_mask_BT.shape == batch.sampled.completion_ids_BT.shape
+    env_BT = batch.sampled.completion_mask_BT.bool() & ~batch.loss_mask_BT
+    assert env_BT.any() and batch.loss_mask_BT.any(1).all()
+    returns = batch.rewards_B.view(-1, G)
+    assert (returns.std(1) > 0).all()

@@ -154,7 +154,30 @@ def register(subparsers) -> argparse.ArgumentParser:
         help="model weights dtype; auto keeps the checkpoint's (default: %(default)s)",
     )
     p.add_argument("--progress", action="store_true", help="show a progress bar per task")
+    _environment_arguments(p)
     return p
+
+
+def _environment_arguments(p) -> None:
+    """``--environment``: one greedy episode per row instead of one completion (gspo.evaluation.episodes)."""
+    g = p.add_argument_group("environments (multi-turn episodes; see docs/environments.md)")
+    g.add_argument(
+        "--environment", default=None, metavar="NAME", help="'python', 'guess', 'openenv' or 'package.module:Class'"
+    )
+    g.add_argument("--environment-options", default=None, metavar="JSON", help="the environment's keyword arguments")
+    g.add_argument(
+        "--max-turns", type=int, default=4, metavar="N", help="model turns per episode (default: %(default)s)"
+    )
+    g.add_argument(
+        "--max-turn-tokens",
+        type=int,
+        default=None,
+        metavar="N",
+        help="tokens per model turn (default: --max-new-tokens)",
+    )
+    g.add_argument(
+        "--environment-timeout-s", type=float, default=60.0, metavar="S", help="deadline of each environment call"
+    )
 
 
 def _load_model(name: str, *, dtype: str, device: str):
@@ -372,6 +395,10 @@ def run(args) -> int:
     ):
         if value is not None and value < 1:
             raise CLIError(f"{flag} must be >= 1, got {value}")
+    if args.environment is not None:  # episodes: --max-new-tokens bounds each episode after its prompt
+        from gspo.evaluation.episodes import run_environment_eval
+
+        return run_environment_eval(args)
     greedy, temperature = _decoding(args)
     suite = None
     if args.suite is not None:  # everything below is checked before any model loads

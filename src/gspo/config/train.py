@@ -147,7 +147,7 @@ class GSPOConfig(RunConfig):
 
     # ----------------------------------------------------------------- environments (multi-turn)
     environment: Optional[str] = None
-    """Train on episodes with an environment instead of single completions: 'python' (a Python tool; rows from the task), 'guess' (a number-guessing game with higher/lower replies; its own rows) or 'package.module:Class' (see docs/environments.md). With an environment, max_new_tokens bounds each episode's tokens after the first prompt (model and environment tokens) and the task's reward is the environment's."""
+    """Train on episodes with an environment instead of single completions: 'python' (a Python tool; rows from the task), 'guess' (a number-guessing game with higher/lower replies; its own rows), 'openenv' (an OpenEnv environment, named in environment_options' 'env') or 'package.module:Class' (see docs/environments.md). With an environment, max_new_tokens bounds each episode's tokens after the first prompt (model and environment tokens) and the task's reward is the environment's."""
     environment_options: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of the environment's class (a YAML mapping, or a JSON object on the command line)."""
     max_turns: int = 4
@@ -390,11 +390,6 @@ class GSPOConfig(RunConfig):
         if self.environment is None:
             return
         need(bool(str(self.environment).strip()), "environment", "must name an environment or be None")
-        need(
-            not self.setting("dynamic_sampling"),
-            "dynamic_sampling",
-            "is not supported with an environment yet (episodes are sampled in one round)",
-        )
         need(
             not (self.turn_advantages and self.algorithm_spec.loss == "sequence"),
             "turn_advantages",

@@ -81,7 +81,7 @@ class Episode:
     """One episode: its row, the conversation so far, the environment's state and what happened."""
 
     row: dict[str, Any]
-    index: int = 0  # the episode's row in the rollout
+    index: int = 0  # its place in the round that played it (row i*G+j: row i, episode j)
     messages: list[Message] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)  # the environment's own
     replies: list[str] = field(default_factory=list)  # the model's turns as text

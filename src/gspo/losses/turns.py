@@ -52,4 +52,4 @@ def turn_advantages(
 def spread_turn_advantages(adv_BK: Tensor, turn_BT: Tensor) -> Tensor:
     """``[B, T]``: each token gets its turn's advantage; environment tokens (turn -1) get 0."""
     index_BT = turn_BT.clamp(min=0)
-    return torch.where(turn_BT >= 0, adv_BK.gather(1, index_BT), torch.zeros((), dtype=adv_BK.dtype))
+    return torch.where(turn_BT >= 0, adv_BK.gather(1, index_BT), 0.0)

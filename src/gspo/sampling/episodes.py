@@ -215,7 +215,7 @@ def _apply(t: _Track, ep: Episode, answer, fmt: TurnFormat, turn: int, limits: E
 
 def _as_batch(tracks: list[_Track], episodes: list[Episode], pad_id: int, device) -> EpisodeBatch:
     prompt_ids_BP, prompt_mask_BP = _left_pad([t.prompt for t in tracks], pad_id)
-    B, T = len(tracks), max(len(t.ids) for t in tracks)
+    B, T = len(tracks), max(1, max(len(t.ids) for t in tracks))  # >= 1 column even if every reset failed
     ids_BT = torch.full((B, T), pad_id, dtype=torch.long)
     mask_BT = torch.zeros((B, T), dtype=torch.long)
     model_BT = torch.zeros((B, T), dtype=torch.bool)

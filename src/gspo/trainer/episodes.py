@@ -4,7 +4,8 @@ Everything after the rollout is the single-turn trainer's (:class:`gspo.trainer.
 minibatches, π_old, the algorithm table's losses, checkpoints and resume. What changes is the rollout:
 
 - a step plays ``group_size`` episodes for each of its ``prompts_per_step`` rows
-  (:func:`gspo.sampling.episodes.run_episodes`); an episode's "completion" is all its tokens after
+  (:func:`gspo.sampling.episodes.run_episodes`; more rounds under dynamic sampling, whose selection and
+  concatenation of rounds carry the episodes along: ``EpisodeRound``); an episode's "completion" is all its tokens after
   the first prompt, and the **loss mask holds the model's tokens only**: environment tokens are in the
   forward (as context) and out of the loss, their log-probs never enter a ratio, and a sequence ratio
   is normalised by the episode's model-token count (GSPO's |y_i| over the whole episode);
@@ -22,7 +23,7 @@ of a whole episode (its tokens across turns), as the paper suggests for multi-tu
 from __future__ import annotations
 
 import logging
-import statistics
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,11 +32,13 @@ import torch
 from gspo.environments.base import Environment
 from gspo.environments.formatting import TurnFormat
 from gspo.environments.guard import GuardedEnvironment
-from gspo.losses import call_with_declared
+from gspo.evaluation.episodes import summarize_episodes
+from gspo.losses import call_with_declared, soft_overlong_penalty
 from gspo.losses.turns import spread_turn_advantages, turn_advantages
 from gspo.sampling.episodes import EpisodeBatch, EpisodeLimits, run_episodes
 from gspo.trainer.reward_runner import RewardOutput
 from gspo.trainer.rollout import Round
+from gspo.trainer.rollout import collect as collect_rollout
 from gspo.trainer.step_data import RolloutBatch
 from gspo.trainer.trainer import GSPOTrainer
 
@@ -47,9 +50,34 @@ PER_TOKEN_ADVANTAGE_LOSSES = ("sequence_token", "token", "cispo", "sapo")
 
 @dataclass
 class EpisodeRound(Round):
-    """A round of episodes: the usual fields plus the episodes and their token layout."""
+    """A round of episodes: the usual fields plus the episodes and their token layout (kept through
+    dynamic sampling's selection and concatenation of rounds)."""
 
     episodes: EpisodeBatch | None = None
+
+    def narrowed(self, out: Round, rows: list[int]) -> Round:
+        assert self.episodes is not None
+        idx = torch.tensor(rows, dtype=torch.long, device=self.episodes.model_mask_BT.device)
+        played = EpisodeBatch(
+            out.sampled, self.episodes.model_mask_BT[idx], self.episodes.turn_BT[idx],
+            [self.episodes.episodes[i] for i in rows],
+        )  # fmt: skip
+        return EpisodeRound(out.rows, out.sampled, out.completions, out.rewards, out.penalty, played)
+
+    def joined(self, out: Round, parts: list[Round]) -> Round:
+        T = out.sampled.completion_ids_BT.shape[1]
+        batches = [p.episodes for p in parts if isinstance(p, EpisodeRound) and p.episodes is not None]
+
+        def pad(x: torch.Tensor, value) -> torch.Tensor:
+            return torch.nn.functional.pad(x, (0, T - x.shape[1]), value=value)
+
+        played = EpisodeBatch(
+            out.sampled,
+            torch.cat([pad(b.model_mask_BT, False) for b in batches]),
+            torch.cat([pad(b.turn_BT, -1) for b in batches]),
+            [e for b in batches for e in b.episodes],
+        )
+        return EpisodeRound(out.rows, out.sampled, out.completions, out.rewards, out.penalty, played)
 
 
 def _environment_reward(prompts, completions, **_):  # stands in for the task reward (never called)
@@ -110,8 +138,7 @@ class EpisodeTrainer(GSPOTrainer):
         )
 
     def _sample_round(self) -> Round:
-        import time
-
+        """One round: this process's share of the step's rows, ``group_size`` episodes each, and their returns."""
         cfg = self.config
         t0 = time.perf_counter()
         share = cfg.prompts_per_step // self.dist.world
@@ -121,24 +148,31 @@ class EpisodeTrainer(GSPOTrainer):
             played = self.play(sampler_model, rows, group_size=cfg.group_size)
         self._seconds["sample"] += time.perf_counter() - t0
         eps = played.episodes
+        # DAPO's soft overlong punishment, on the episode's tokens after its prompt (max_new_tokens' budget)
+        penalty = soft_overlong_penalty(
+            played.rollout.completion_lengths_B.cpu(),
+            cfg.max_new_tokens,
+            cfg.overlong_buffer_tokens,
+            cfg.overlong_penalty_factor,
+        ).tolist()
         rewards = RewardOutput(
-            total=played.returns_B,
+            total=[r + p for r, p in zip(played.returns_B, penalty)],
             per_function={
                 "environment": [e.final_reward for e in eps],
                 "turns": [sum(e.turn_rewards) for e in eps],
             },
             failures={"environment": self.env.take_errors()},
         )
-        return EpisodeRound(rows, played.rollout, [e.last_reply for e in eps], rewards, [0.0] * len(eps), played)
+        return EpisodeRound(rows, played.rollout, [e.last_reply for e in eps], rewards, penalty, played)
 
     def _rollout(self) -> RolloutBatch:
         """This step's episodes, their returns and advantages (per episode, or per turn), the loss mask."""
         cfg = self.config
         self._seconds = {"sample": 0.0, "reward": 0.0}
-        from gspo.trainer.switches import refresh_sampler_copy
+        from gspo.trainer.switches import refresh_sampler_copy, shaping_metrics
 
         refresh_sampler_copy(self.sampler_copy, self.dist.unwrap(self.model))
-        got = self._sample_round()
+        got, sampling_metrics = collect_rollout(self)  # one round, or several under dynamic sampling
         assert isinstance(got, EpisodeRound) and got.episodes is not None
         played, sampled = got.episodes, got.sampled
         rewards = got.rewards
@@ -165,7 +199,11 @@ class EpisodeTrainer(GSPOTrainer):
             rewards_B=returns_B,
             adv_B=adv,
             seconds=dict(self._seconds),
-            metrics=episode_metrics(played),
+            metrics={
+                **episode_metrics(played),
+                **sampling_metrics,
+                **shaping_metrics(cfg, got.penalty, sampled, self.dist),
+            },
         )
 
     def _turn_advantages(self, adv_B: torch.Tensor, returns_B: torch.Tensor, played: EpisodeBatch, local: slice):
@@ -192,46 +230,21 @@ class EpisodeTrainer(GSPOTrainer):
         """Share of held-out rows whose greedy episode the environment counts as solved (main process)."""
         if not self.eval_data or self.config.eval_limit == 0:
             return None
+        from gspo.evaluation.episodes import evaluate_environment
+
         accuracy = torch.zeros((), dtype=torch.float64, device=self.device)
         if self.dist.is_main:
-            rows = self.eval_data[: self.config.eval_limit]
-            solved, metrics = evaluate_episodes(self, rows)
-            logger.info("eval: %s", ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
-            accuracy += solved
+            with self._sampling_model() as model:
+                result = evaluate_environment(
+                    model, self.tokenizer, self.env, self.eval_data[: self.config.eval_limit], limits=self.limits,
+                    fmt=self.fmt, eos_token_ids=self.eos_ids, pad_token_id=self.pad_id,
+                    batch_size=max(self.config.micro_batch_size, 64), seed=self.config.seed,
+                    max_prompt_tokens=self.max_prompt_tokens,
+                )  # fmt: skip
+            logger.info("eval: %s", ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items()))
+            accuracy += result.solved
         self.model.train()
         return float(self.dist.all_reduce(accuracy))
-
-
-def evaluate_episodes(trainer: EpisodeTrainer, rows, batch_size: int = 64) -> tuple[float, dict[str, float]]:
-    """Greedy episodes of ``rows``: the solved share and the episode metrics (over all rows)."""
-    eps = []
-    with trainer._sampling_model() as model:
-        for start in range(0, len(rows), batch_size):
-            played = trainer.play(model, rows[start : start + batch_size], group_size=1, greedy=True)
-            eps += played.episodes
-    solved = [trainer.env.solved(e) for e in eps]
-    metrics = summarize_episodes(eps)
-    metrics["solved"] = sum(solved) / max(len(solved), 1)
-    return metrics["solved"], metrics
-
-
-def summarize_episodes(episodes) -> dict[str, float]:
-    """Turns, tool calls and errors, tokens per model turn, how episodes ended (host floats)."""
-    n = max(len(episodes), 1)
-    turn_tokens = [t for e in episodes for t in e.turn_tokens]
-    return {
-        "episodes/turns_mean": sum(e.turns for e in episodes) / n,
-        "episodes/turns_max": float(max((e.turns for e in episodes), default=0)),
-        "episodes/tool_calls_mean": sum(e.tool_calls for e in episodes) / n,
-        "episodes/tool_call_frac": sum(e.tool_calls > 0 for e in episodes) / n,
-        "episodes/tool_errors_mean": sum(e.tool_errors for e in episodes) / n,
-        "episodes/tokens_per_turn": statistics.fmean(turn_tokens) if turn_tokens else 0.0,
-        "episodes/done_frac": sum(e.done for e in episodes) / n,
-        "episodes/turn_limit_frac": sum(e.truncated == "turns" for e in episodes) / n,
-        "episodes/token_limit_frac": sum(e.truncated == "tokens" for e in episodes) / n,
-        "episodes/env_errors": float(sum(e.truncated == "error" for e in episodes)),
-        "episodes/final_reward_mean": sum(e.final_reward for e in episodes) / n,
-    }
 
 
 def episode_metrics(played: EpisodeBatch) -> dict[str, Any]:
@@ -249,14 +262,24 @@ def build_episode_trainer(config, accelerator=None) -> EpisodeTrainer:
     from gspo.environments import load_environment
     from gspo.models.loading import load_model_and_tokenizer
     from gspo.trainer.build import load_rows, resolve_device, wants_chat
+    from gspo.trainer.distributed import launched_distributed
 
+    if launched_distributed():
+        raise ConfigError("environment", "episodes run in one process for now; drop --num-processes")
     try:
         env = load_environment(config.environment, config.environment_options)
     except ValueError as exc:
         raise ConfigError("environment_options" if config.environment_options else "environment", str(exc)) from None
     train_rows, eval_rows, task = env_rows(env, config)
     device = resolve_device(config.device) if accelerator is None else accelerator.device
-    model, tokenizer = load_model_and_tokenizer(config.model, dtype=config.dtype, device=str(device))
+    if config.load_in_4bit and device.type != "cuda":
+        raise ConfigError("load_in_4bit", f"QLoRA needs a CUDA device (bitsandbytes 4-bit), got {device.type}")
+    if config.load_in_4bit:
+        from gspo.models.lora import load_4bit_base
+
+        model, tokenizer = load_4bit_base(config.model, device=device)
+    else:
+        model, tokenizer = load_model_and_tokenizer(config.model, dtype=config.dtype, device=str(device))
     if config.lora_r > 0:
         from gspo.models.lora import apply_lora
 

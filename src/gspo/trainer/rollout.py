@@ -49,6 +49,14 @@ class Round:
     def rewards_B(self) -> torch.Tensor:
         return torch.tensor(self.rewards.total, dtype=torch.float32)
 
+    def narrowed(self, out: Round, rows: list[int]) -> Round:
+        """``out`` (this round's ``rows``, selected) with what a subclass carries besides (episodes)."""
+        return out
+
+    def joined(self, out: Round, parts: list[Round]) -> Round:
+        """``out`` (``parts`` concatenated) with what a subclass carries besides."""
+        return out
+
 
 def _pick(values: Sequence[Any], rows: list[int]) -> list[Any]:
     return [values[i] for i in rows]
@@ -74,7 +82,8 @@ def select_groups(part: Round, groups: list[int], group_size: int) -> Round:
         failures=dict(r.failures),
         seconds=r.seconds,
     )
-    return Round(_pick(part.rows, groups), sampled, _pick(part.completions, rows), rewards, _pick(part.penalty, rows))
+    out = Round(_pick(part.rows, groups), sampled, _pick(part.completions, rows), rewards, _pick(part.penalty, rows))
+    return part.narrowed(out, rows)
 
 
 def _pad_to(x: torch.Tensor, width: int, value: float, left: bool) -> torch.Tensor:
@@ -110,13 +119,14 @@ def concat_rounds(parts: list[Round], pad_id: int) -> Round:
         failures=failures,
         seconds=sum(p.rewards.seconds for p in parts),
     )
-    return Round(
+    out = Round(
         [r for p in parts for r in p.rows],
         sampled,
         [c for p in parts for c in p.completions],
         rewards,
         [v for p in parts for v in p.penalty],
     )
+    return parts[0].joined(out, parts)
 
 
 def sample_round(trainer) -> Round:
