@@ -93,9 +93,38 @@ def build_rewards(config: GSPOConfig, task):
     return funcs
 
 
+def check_policy_device(config, device) -> None:
+    """QLoRA (``load_in_4bit``) needs CUDA: refused, naming the field, before any model loads."""
+    if config.load_in_4bit and device.type != "cuda":
+        raise ConfigError("load_in_4bit", f"QLoRA needs a CUDA device (bitsandbytes 4-bit), got {device.type}")
+
+
+def load_policy(config, device):
+    """The policy and its tokenizer on ``device``: 4-bit base (QLoRA) or ``config.dtype``, LoRA adapters if asked."""
+    from gspo.models.loading import load_model_and_tokenizer
+
+    check_policy_device(config, device)
+    if config.load_in_4bit:
+        from gspo.models.lora import load_4bit_base
+
+        model, tokenizer = load_4bit_base(config.model, device=device)
+    else:
+        model, tokenizer = load_model_and_tokenizer(config.model, dtype=config.dtype, device=str(device))
+    if config.lora_r > 0:
+        from gspo.models.lora import apply_lora
+
+        model = apply_lora(
+            model,
+            r=config.lora_r,
+            alpha=config.lora_alpha,
+            dropout=config.lora_dropout,
+            target_modules=config.lora_target_modules,
+        )
+    return model, tokenizer
+
+
 def build_trainer(config: GSPOConfig):
     """Everything a run needs, in the order that fails fastest: task, data, rewards, then the model."""
-    from gspo.models.loading import load_model_and_tokenizer
     from gspo.trainer.distributed import launched_distributed
     from gspo.trainer.trainer import GSPOTrainer
 
@@ -119,26 +148,10 @@ def build_trainer(config: GSPOConfig):
 
         accelerator = Accelerator(cpu=device.type == "cpu")
         device = accelerator.device
-    if config.load_in_4bit and device.type != "cuda":
-        raise ConfigError("load_in_4bit", f"QLoRA needs a CUDA device (bitsandbytes 4-bit), got {device.type}")
+    check_policy_device(config, device)
     task = build_task(config)
     rewards = build_rewards(config, task)
-    if config.load_in_4bit:
-        from gspo.models.lora import load_4bit_base
-
-        model, tokenizer = load_4bit_base(config.model, device=device)
-    else:
-        model, tokenizer = load_model_and_tokenizer(config.model, dtype=config.dtype, device=str(device))
-    if config.lora_r > 0:
-        from gspo.models.lora import apply_lora
-
-        model = apply_lora(
-            model,
-            r=config.lora_r,
-            alpha=config.lora_alpha,
-            dropout=config.lora_dropout,
-            target_modules=config.lora_target_modules,
-        )
+    model, tokenizer = load_policy(config, device)
     chat = wants_chat(config, tokenizer)
     train_rows = load_rows(task, config, config.train_split, chat=chat)
     eval_rows = (

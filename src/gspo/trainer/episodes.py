@@ -260,8 +260,7 @@ def build_episode_trainer(config, accelerator=None) -> EpisodeTrainer:
     """``gspo train --environment ...``: the environment (and its rows, or the task's), then the model."""
     from gspo.config import ConfigError
     from gspo.environments import load_environment
-    from gspo.models.loading import load_model_and_tokenizer
-    from gspo.trainer.build import load_rows, resolve_device, wants_chat
+    from gspo.trainer.build import load_policy, load_rows, resolve_device, wants_chat
     from gspo.trainer.distributed import launched_distributed
 
     if launched_distributed():
@@ -272,21 +271,7 @@ def build_episode_trainer(config, accelerator=None) -> EpisodeTrainer:
         raise ConfigError("environment_options" if config.environment_options else "environment", str(exc)) from None
     train_rows, eval_rows, task = env_rows(env, config)
     device = resolve_device(config.device) if accelerator is None else accelerator.device
-    if config.load_in_4bit and device.type != "cuda":
-        raise ConfigError("load_in_4bit", f"QLoRA needs a CUDA device (bitsandbytes 4-bit), got {device.type}")
-    if config.load_in_4bit:
-        from gspo.models.lora import load_4bit_base
-
-        model, tokenizer = load_4bit_base(config.model, device=device)
-    else:
-        model, tokenizer = load_model_and_tokenizer(config.model, dtype=config.dtype, device=str(device))
-    if config.lora_r > 0:
-        from gspo.models.lora import apply_lora
-
-        model = apply_lora(
-            model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout,
-            target_modules=config.lora_target_modules,
-        )  # fmt: skip
+    model, tokenizer = load_policy(config, device)
     chat = wants_chat(config, tokenizer)
     if task is not None:
         env.task = task
