@@ -18,7 +18,21 @@ import math
 from pathlib import Path
 from typing import Any
 
-COLORS = {"gspo": "tab:blue", "gspo-token": "tab:green", "grpo": "tab:orange", "sft": "tab:gray"}
+COLORS = {
+    "gspo": "tab:blue",
+    "gspo-token": "tab:green",
+    "grpo": "tab:orange",
+    "sft": "tab:gray",
+    "ppo": "tab:red",
+    "dpo": "tab:purple",
+    "dapo": "tab:brown",
+    "dr-grpo": "tab:pink",
+    "cispo": "tab:olive",
+    "gmpo": "tab:cyan",
+    "sapo": "indigo",
+    "rloo": "teal",
+    "reinforce++": "goldenrod",
+}
 #: GSPO-token equals GSPO in exact arithmetic: dashed, so that a curve on top of GSPO's stays visible.
 STYLES = {"gspo-token": "--"}
 FIGURES = ("reward_curves.png", "eval_accuracy.png", "clip_fraction.png")

@@ -442,7 +442,8 @@ class GSPOTrainer:
             "time/update": t3 - t2,
             "time/step": t3 - t0,
         }
-        metrics["clip_frac"] = metrics.get("clip_frac", 0.0)
+        if self.pairs is None:  # a pair loss clips nothing: no clip fraction (a dash in reports)
+            metrics["clip_frac"] = metrics.get("clip_frac", 0.0)
         return metrics
 
     # ------------------------------------------------------------------ evaluation
