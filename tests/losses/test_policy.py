@@ -110,6 +110,18 @@ def test_kl_k3_by_hand_and_added_to_loss():
     assert stats["kl"].item() == pytest.approx((math.exp(-0.5) - 0.5) / 2, abs=1e-12)
 
 
+def test_kl_is_measured_but_not_added_when_kl_coef_is_zero():
+    logp = torch.tensor([[-1.0, -2.0]], requires_grad=True)
+    ref = torch.tensor([[-1.5, -2.0]])
+    mask = torch.ones(1, 2).bool()
+    adv = torch.tensor([0.7])
+    with_ref, stats = policy_loss(logp, logp.detach(), adv, mask, ref_logp=ref, kl_coef=0.0)
+    without, plain_stats = policy_loss(logp, logp.detach(), adv, mask)
+    assert with_ref.item() == without.item()
+    assert stats["kl"].item() == pytest.approx((math.exp(-0.5) - 0.5) / 2, abs=1e-12)
+    assert "kl" not in plain_stats
+
+
 # ---------------------------------------------------------------- closed-form gradients
 
 

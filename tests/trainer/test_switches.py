@@ -166,3 +166,12 @@ def test_every_algorithm_takes_a_finite_step(tmp_path, algorithm):
     assert math.isfinite(m["loss"]) and math.isfinite(m["grad_norm"]) and m["skipped_steps"] == 0
     assert any(not torch.equal(v, before[k]) for k, v in model_params(trainer.model).items())
     assert SIGNATURE_METRICS.get(algorithm, "clip_frac") in m
+
+
+def test_log_kl_measures_the_kl_to_the_start_without_changing_training(tmp_path):
+    plain = _trainer(tmp_path / "plain", algorithm="grpo", max_steps=2)
+    logged = _trainer(tmp_path / "logged", algorithm="grpo", max_steps=2, log_kl=True)
+    rows = [(plain.train_step(), logged.train_step()) for _ in range(2)]
+    assert all("kl" not in a for a, _ in rows)
+    assert rows[0][1]["kl"] >= 0 and rows[1][1]["kl"] > 0  # the policy has moved away from the start
+    torch.testing.assert_close(model_params(plain.model), model_params(logged.model), rtol=0, atol=0)

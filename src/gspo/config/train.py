@@ -79,6 +79,8 @@ class GSPOConfig(RunConfig):
     """Denominator of the 'group' estimator; None: the algorithm's ('group' std, the paper's; Dr. GRPO: 'none', mean-centred only; or one 'batch' std)."""
     kl_coef: float = 0.0
     """β of the k3 KL penalty to the initial (reference) policy; 0 disables it and loads no reference."""
+    log_kl: bool = False
+    """Measure the k3 KL to the initial (reference) policy every step and log it as 'kl', without adding it to the loss (kl_coef 0). Costs a reference forward per step (and, without LoRA, a frozen copy of the model)."""
     max_log_ratio: float = 20.0
     """Log-ratios are clamped to ± this before exp (a numerical guard; never active in normal training)."""
     adaptive_clip: bool = False
@@ -136,6 +138,22 @@ class GSPOConfig(RunConfig):
     """DAPO's soft overlong punishment: L_cache = round(this × max_new_tokens); a completion longer than max_new_tokens − L_cache gets a reward penalty growing linearly to −overlong_penalty_factor at max_new_tokens. None: the algorithm's (DAPO: 0.2, its 4,096 of 20,480); 0: off."""
     overlong_penalty_factor: float = 1.0
     """Scale of the soft overlong punishment (DAPO: 1.0)."""
+
+    # ----------------------------------------------------------------- environments (multi-turn)
+    environment: Optional[str] = None
+    """Train on episodes with an environment instead of single completions: 'python' (a Python tool; rows from the task), 'guess' (a number-guessing game with higher/lower replies; its own rows) or 'package.module:Class' (see docs/environments.md). With an environment, max_new_tokens bounds each episode's tokens after the first prompt (model and environment tokens) and the task's reward is the environment's."""
+    environment_options: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the environment's class (a YAML mapping, or a JSON object on the command line)."""
+    max_turns: int = 4
+    """Model turns per episode at most; an episode still running after them ends (truncated) and is scored as it stands."""
+    max_turn_tokens: Optional[int] = None
+    """Tokens per model turn at most (None: max_new_tokens)."""
+    environment_timeout_s: float = 60.0
+    """Deadline of each environment call (reset, step, reward), in seconds; 0: none. A call past it is a failure (environment_errors)."""
+    environment_errors: Literal["raise", "end"] = "raise"
+    """An environment that raises, hangs past environment_timeout_s or returns the wrong type: 'raise' stops the run naming it; 'end' ends those episodes with reward 0, warns and counts them (episodes/env_errors)."""
+    turn_advantages: Optional[bool] = None
+    """Per-turn advantages (reward-to-go of each turn against the group baseline) when the environment gives per-turn rewards; None: on for losses with per-token advantages (gspo-token, grpo and the token-level family), off for GSPO's sequence loss, which takes one advantage per episode."""
 
     # ----------------------------------------------------------------- optimisation (RL only)
     num_minibatches: int = 4
@@ -224,6 +242,7 @@ class GSPOConfig(RunConfig):
         self._validate_rollout()
         self._validate_optimisation()
         self._validate_rewards_and_model()
+        self._validate_environment()
 
     def _validate_algorithm(self) -> None:
         need = self.need
@@ -352,6 +371,26 @@ class GSPOConfig(RunConfig):
             not self.reward_weights or len(self.reward_weights) == len(self.rewards),
             "reward_weights",
             f"must be empty or have one weight per reward ({len(self.rewards)})",
+        )
+
+    def _validate_environment(self) -> None:
+        need = self.need
+        need(self.max_turns >= 1, "max_turns", "must be >= 1")
+        need(self.max_turn_tokens is None or self.max_turn_tokens >= 1, "max_turn_tokens", "must be >= 1 or None")
+        need(self.environment_timeout_s >= 0, "environment_timeout_s", "must be >= 0 (0: no deadline)")
+        self.environment_options = parse_task_options(self.environment_options, "environment_options")
+        if self.environment is None:
+            return
+        need(bool(str(self.environment).strip()), "environment", "must name an environment or be None")
+        need(
+            not self.setting("dynamic_sampling"),
+            "dynamic_sampling",
+            "is not supported with an environment yet (episodes are sampled in one round)",
+        )
+        need(
+            not (self.turn_advantages and self.algorithm_spec.loss == "sequence"),
+            "turn_advantages",
+            f"needs a loss with per-token advantages (e.g. gspo-token, grpo); {self.algorithm!r} takes one per episode",
         )
 
 

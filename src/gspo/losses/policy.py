@@ -282,10 +282,10 @@ def policy_loss(
     if token_weight_BT is not None:
         term_BT = term_BT * torch.where(x.mask_BT, token_weight_BT.detach(), 0.0)
     stats: dict[str, Tensor] = {}
-    if kl_coef > 0:
-        assert ref_logp is not None
+    if ref_logp is not None:  # measured whenever given (log_kl), added to the loss only when kl_coef > 0
         kl_BT = kl_k3(x.logp_BT, torch.where(x.mask_BT, ref_logp.detach(), 0.0), x.mask_BT, max_log_ratio)
-        term_BT = term_BT + kl_coef * kl_BT
+        if kl_coef > 0:
+            term_BT = term_BT + kl_coef * kl_BT
         stats["kl"] = ((kl_BT.sum(-1) / x.lengths_B).mean()).detach()
     loss = aggregate(term_BT, x.mask_BT, x.lengths_B, aggregation, normalizer, max_length)
     with torch.no_grad():

@@ -100,6 +100,10 @@ def build_trainer(config: GSPOConfig):
     from gspo.trainer.trainer import GSPOTrainer
 
     device = setup_run(config)
+    if getattr(config, "environment", None):  # multi-turn episodes (gspo.trainer.episodes)
+        from gspo.trainer.episodes import build_episode_trainer
+
+        return build_episode_trainer(config)
     accelerator = None
     if launched_distributed():
         from accelerate import Accelerator

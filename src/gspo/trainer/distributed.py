@@ -64,6 +64,11 @@ class Dist:
             self.rank, self.world, self.is_main = 0, 1, True
 
     @property
+    def device(self) -> torch.device:
+        """Where collectives' tensors live (the accelerator's device: NCCL needs CUDA tensors)."""
+        return torch.device("cpu") if self.accelerator is None else self.accelerator.device
+
+    @property
     def sharded_params(self) -> bool:
         """FSDP / ZeRO-3 shard parameters: the output layer's weight cannot be read directly."""
         if self.accelerator is None:
@@ -82,6 +87,26 @@ class Dist:
         ops = {"sum": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN, "max": dist.ReduceOp.MAX}
         out = tensor.clone()
         dist.all_reduce(out, op=ops[op])
+        return out
+
+    def reduce_metrics(
+        self, means: dict[str, tuple[Any, Any]], mins: dict[str, Any] | None = None, maxs: dict[str, Any] | None = None
+    ) -> dict[str, float]:
+        """Metrics of the whole global batch from each process's local ones, in three all-reduces at most.
+
+        ``means`` maps a name to ``(local mean, local weight)`` (e.g. a mean over this process's tokens and
+        its token count): the result is the weight-averaged mean over processes (0 where no weight).
+        ``mins`` / ``maxs`` map a name to a local extreme (±inf where a process has none).
+        """
+        out: dict[str, float] = {}
+        if means:
+            values = torch.tensor([[float(v) * float(w), float(w)] for v, w in means.values()], dtype=torch.float64)
+            values = self.all_reduce(values.to(self.device))
+            out.update({k: float(s / w) if w > 0 else 0.0 for k, (s, w) in zip(means, values.tolist())})
+        for op, extremes in (("min", mins), ("max", maxs)):
+            if extremes:
+                local = torch.tensor([float(v) for v in extremes.values()], dtype=torch.float64)
+                out.update(zip(extremes, self.all_reduce(local.to(self.device), op).tolist()))
         return out
 
     def gather_objects(self, items: list[Any]) -> list[Any]:

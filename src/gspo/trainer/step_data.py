@@ -47,6 +47,11 @@ class RolloutBatch:
     def sampler_logp_BT(self) -> Tensor:
         return self.sampled.logp_BT
 
+    def advantages(self, idx: Tensor, last: int) -> Tensor:
+        """Rows ``idx``'s advantages: ``[b]`` per response, or ``[b, last]`` per token (episodes' turns)."""
+        adv = self.adv_B[idx]
+        return adv[:, :last] if adv.dim() == 2 else adv
+
 
 class OldLogProbs:
     """π_old of a rollout's rows, in one place.

@@ -39,10 +39,12 @@ def refresh_sampler_copy(copy_model, model) -> None:
         dst.copy_(src)
 
 
-def apply_mismatch_correction(config, batch, old) -> None:
+def apply_mismatch_correction(config, batch, old, dist) -> None:
     """Measure π_old (trainer) against μ (sampler) on the rollout; TIS weights into ``old``, MIS into the mask.
 
-    Writes the ``mismatch/*`` metrics (raw ratios, before any truncation) into ``batch.metrics``.
+    Writes the ``mismatch/*`` metrics (raw ratios, before any truncation) into ``batch.metrics``, reduced
+    over all processes (``dist``): means weighted by tokens (responses for the MIS share), extremes by
+    min / max, so they describe the global batch whatever the number of processes.
     """
     weight_BT, keep_B, stats = mismatch_correction(
         old.logp_BT,
@@ -52,9 +54,15 @@ def apply_mismatch_correction(config, batch, old) -> None:
         cap=config.mismatch_cap,
         max_log_ratio=config.max_log_ratio,
     )
+    tokens, responses = batch.loss_mask_BT.sum(), batch.loss_mask_BT.any(-1).sum()
     old.token_weight_BT = weight_BT
     batch.loss_mask_BT = batch.loss_mask_BT & keep_B[:, None]
-    batch.metrics.update({k: float(v) for k, v in stats.items()})
+    token_means = ("mismatch/ratio_mean", "mismatch/k1", "mismatch/tis_capped_frac")
+    means = {k: (stats[k], tokens) for k in token_means}
+    means["mismatch/mis_masked_frac"] = (stats["mismatch/mis_masked_frac"], responses)
+    mins = {k: stats[k] for k in ("mismatch/ratio_min", "mismatch/seq_ratio_min")}
+    maxs = {k: stats[k] for k in ("mismatch/ratio_max", "mismatch/seq_ratio_max")}
+    batch.metrics.update(dist.reduce_metrics(means, mins, maxs))
 
 
 def scaled_clip(hparams: Mapping[str, Any], scale: float) -> Mapping[str, Any]:
@@ -88,12 +96,17 @@ def adapt_clip(trainer, clip_frac: float) -> dict[str, float]:
     return metrics
 
 
-def shaping_metrics(config, penalty: Sequence[float], sampled) -> dict[str, float]:
-    """``overlong/*``: the soft punishment's mean and share of penalised completions; the filter's share."""
-    out: dict[str, float] = {}
+def shaping_metrics(config, penalty: Sequence[float], sampled, dist) -> dict[str, float]:
+    """``overlong/*``: the soft punishment's mean and share of penalised completions; the filter's share.
+
+    Means over the completions of all processes (``dist``), not of this process's share.
+    """
+    means: dict[str, tuple[float, float]] = {}
     if config.overlong_buffer_tokens > 0 and penalty:
-        out["overlong/penalty_mean"] = sum(penalty) / len(penalty)
-        out["overlong/penalized_frac"] = sum(p < 0 for p in penalty) / len(penalty)
+        n = len(penalty)
+        means["overlong/penalty_mean"] = (sum(penalty) / n, n)
+        means["overlong/penalized_frac"] = (sum(p < 0 for p in penalty) / n, n)
     if config.overlong_filter:
-        out["overlong/filtered_frac"] = float((~sampled.finished_B).float().mean())
-    return out
+        n = len(sampled.finished_B)
+        means["overlong/filtered_frac"] = (int((~sampled.finished_B).sum()) / max(n, 1), n)
+    return dist.reduce_metrics(means) if means else {}

@@ -118,7 +118,9 @@ class GSPOTrainer:
         self.aggregation = config.setting("aggregation")
         self.clip_scale = 1.0  # adaptive clipping's factor on ε (1 when off)
         self._seconds = {"sample": 0.0, "reward": 0.0}  # this step's sampling and reward time (rollout.py)
-        self.uses_reference = "reference" in self.algorithm.needs or config.kl_coef > 0 or config.reward_kl_coef > 0
+        self.uses_reference = (
+            "reference" in self.algorithm.needs or config.kl_coef > 0 or config.reward_kl_coef > 0 or config.log_kl
+        )
         self.device = model_device(model)
         self.eos_ids, self.pad_id = special_token_ids(tokenizer, model)
         self.max_prompt_tokens = fit_prompt_budget(config, model)
@@ -219,7 +221,7 @@ class GSPOTrainer:
         loss_mask_BT = sampled.completion_mask_BT.bool()
         if cfg.overlong_filter:  # DAPO's overlong filtering: truncated completions leave the loss
             loss_mask_BT = loss_mask_BT & sampled.finished_B[:, None]
-        metrics.update(shaping_metrics(cfg, got.penalty, sampled))
+        metrics.update(shaping_metrics(cfg, got.penalty, sampled, self.dist))
         return RolloutBatch(
             rows=got.rows,
             sampled=sampled,
@@ -296,7 +298,7 @@ class GSPOTrainer:
         if self.measures_mismatch:  # π_old by the trainer for every row, compared with the sampler's
             self.model.train()
             old = OldLogProbs(self._logprobs_no_grad(self.model, batch))
-            apply_mismatch_correction(self.config, batch, old)
+            apply_mismatch_correction(self.config, batch, old, self.dist)
             return old
         if self.config.on_policy:
             return OldLogProbs(None)  # π_old ≡ π_θ at the single update: no extra forward needed
@@ -386,11 +388,10 @@ class GSPOTrainer:
         old = inputs.old.take(idx, last, logp)
         ref = None if inputs.ref_logp_BT is None else inputs.ref_logp_BT[idx, :last]
         weight = None if inputs.old.token_weight_BT is None else inputs.old.token_weight_BT[idx, :last]
-        adv = inputs.batch.adv_B[idx]
         loss, step_stats = policy_loss(
             logp,
             old,
-            adv[:, :last] if adv.dim() == 2 else adv,
+            inputs.batch.advantages(idx, last),
             mask,
             level=self.algorithm.loss,
             aggregation=self.aggregation,
