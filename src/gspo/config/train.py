@@ -403,7 +403,10 @@ def _model_source_exists(name: str) -> bool:
 
     if name.strip().lower() in EMBEDDED_NAMES + SMOLLM2_NAMES:
         return True
-    return (Path(name).expanduser() / "config.json").is_file()
+    try:
+        return (Path(name).expanduser() / "config.json").is_file()
+    except (RuntimeError, OSError, ValueError):  # '~nosuchuser/...', a name the OS refuses
+        return False
 
 
 #: Defaults < YAML file < overrides, validated.

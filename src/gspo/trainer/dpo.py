@@ -64,8 +64,15 @@ class DPOConfig(OfflineConfig):
         need = self.need
         need(self.data is not None, "data", "must name a JSONL file of prompt / chosen / rejected rows")
         assert self.data is not None
-        need(Path(self.data).expanduser().is_file(), "data", "must be an existing file")
+        need(_is_file(self.data), "data", "must be an existing file")
         need(self.beta > 0, "beta", "must be > 0")
+
+
+def _is_file(name: str) -> bool:
+    try:
+        return Path(name).expanduser().is_file()
+    except (RuntimeError, OSError, ValueError):  # '~nosuchuser/...', a name the OS refuses
+        return False
 
 
 #: Defaults < YAML file < overrides, validated.
