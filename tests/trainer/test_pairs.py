@@ -64,6 +64,21 @@ def test_the_loss_is_dpo_against_the_reference_log_probs(tmp_path, monkeypatch):
     assert (c < 0).all() and (r < 0).all()  # sums of log-probs
 
 
+def test_the_reference_scores_only_the_paired_rows(tmp_path, monkeypatch):
+    trainer = _dpo(tmp_path, num_minibatches=1)
+    scored = []
+    real = trainer._logprobs_no_grad
+
+    def spy(model, batch, rows=None):
+        scored.append(None if rows is None else rows.tolist())
+        return real(model, batch, rows)
+
+    monkeypatch.setattr(trainer, "_logprobs_no_grad", spy)
+    m = trainer.train_step()
+    assert scored and len(scored[0]) == 2 * m["pairs"]  # chosen and rejected of each pair, nothing else
+    assert m["reward_margin"] == 0.0 and m["loss"] == pytest.approx(math.log(2), abs=1e-6)
+
+
 def test_no_pairs_no_optimizer_step(tmp_path):
     trainer = _dpo(tmp_path, reward=lambda prompts, completions, **_: [1.0] * len(completions))
     before = model_params(trainer.model)

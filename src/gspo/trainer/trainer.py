@@ -317,10 +317,11 @@ class GSPOTrainer:
     def _reference_logprobs(self, batch: RolloutBatch) -> Tensor | None:
         if not self.uses_reference:
             return None
+        rows = self.pairs.paired_rows(batch) if self.pairs is not None else None  # a pair loss reads its pairs only
         if self.ref_model is not None:
-            return self._logprobs_no_grad(self.ref_model, batch)
+            return self._logprobs_no_grad(self.ref_model, batch, rows)
         with reference_context(self.model):
-            return self._logprobs_no_grad(self.model, batch)
+            return self._logprobs_no_grad(self.model, batch, rows)
 
     # ------------------------------------------------------------------ update
     def _update(self, inputs: UpdateInputs) -> dict[str, float]:
