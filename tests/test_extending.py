@@ -118,3 +118,33 @@ def test_unknown_algorithm_options_and_unprovided_needs_are_config_errors(regist
             GSPOConfig(algorithm="toy-ppo").validate()
     finally:
         ALGORITHMS.pop("toy-ppo")
+
+
+def test_a_pair_loss_from_outside_is_an_online_preference_algorithm(tmp_path):
+    """IPO (Azar et al. 2023): (z/β − 1/(2τ))² on the log-ratio margin, as a pair loss and a table entry."""
+    from gspo import register_pair_loss
+    from gspo.losses import PAIR_LOSSES
+    from gspo.trainer import GSPOTrainer
+    from tests.helpers_tiny import tiny_model_and_tokenizer
+    from tests.trainer.conftest import count_a_reward, make_rows, trainer_config
+
+    calls: list[float] = []
+
+    @register_pair_loss("ipo-toy")
+    def ipo(chosen_B, rejected_B, ref_chosen_B, ref_rejected_B, *, tau):
+        calls.append(tau)
+        margin_B = (chosen_B - ref_chosen_B) - (rejected_B - ref_rejected_B)
+        return ((margin_B - 1 / (2 * tau)) ** 2).mean(), {"margin": margin_B.detach().mean()}
+
+    register_algorithm(
+        Algorithm("ipo-toy", "ipo-toy", "IPO (a test)", defaults={"tau": 0.1}, needs=frozenset({"reference", "pairs"}))
+    )
+    try:
+        model, tok = tiny_model_and_tokenizer(chat=False)
+        cfg = trainer_config(tmp_path, algorithm="ipo-toy", algorithm_options={"tau": 0.5})
+        m = GSPOTrainer(model, tok, [count_a_reward], make_rows(), cfg).train_step()
+        assert calls and set(calls) == {0.5} and m["pairs"] > 0 and "margin" in m
+        assert m["optimizer_steps"] >= 1 and m["loss"] > 0
+    finally:
+        PAIR_LOSSES.pop("ipo-toy")
+        ALGORITHMS.pop("ipo-toy")

@@ -4,8 +4,9 @@ The names a user needs, as TRL users write ``from trl import GRPOTrainer``::
 
     from gspo import GSPOTrainer, GSPOConfig
 
-also ``SFTTrainer`` / ``SFTConfig`` (supervised baseline), ``Algorithm`` / ``register_algorithm`` /
-``register_loss`` / ``register_advantage`` (a new algorithm), ``Task`` / ``register_task`` (a new
+also ``SFTTrainer`` / ``SFTConfig`` (supervised baseline), ``DPOTrainer`` / ``DPOConfig`` (offline DPO),
+``Algorithm`` / ``register_algorithm`` / ``register_loss`` / ``register_pair_loss`` /
+``register_advantage`` (a new algorithm), ``Task`` / ``register_task`` (a new
 task) and ``register_reward`` (a new reward). They are imported on first use, so ``import gspo``
 (and ``gspo --help``) stays light.
 
@@ -18,7 +19,8 @@ Package layout (each folder is one layer of the system):
                       the scoring pass that gives the trainer its log-probs (``scoring``).
 - ``gspo.rewards``    reward functions (math by value, code in a sandbox, multiple choice, format).
 - ``gspo.tasks``      datasets + prompt formats + the task's own scorer (reused as its reward).
-- ``gspo.trainer``    the RL loop, typed step data, SFT, checkpoints, metrics, plots.
+- ``gspo.trainer``    the RL loop, typed step data, PPO's critic, online DPO's pairs, SFT and offline DPO,
+                      checkpoints, metrics, plots.
 - ``gspo.evaluation`` ``gspo eval``: accuracy and pass@k per task.
 - ``gspo.models``     model loading and preparation (embedded tiny model, SmolLM2 from GGUF), devices.
 - ``gspo.config``     dataclass configs (``RunConfig`` shared by RL and SFT), YAML, overrides, validation.
@@ -39,9 +41,12 @@ _EXPORTS = {
     "GSPOConfig": "gspo.config.train",
     "SFTTrainer": "gspo.trainer.sft",
     "SFTConfig": "gspo.trainer.sft",
+    "DPOTrainer": "gspo.trainer.dpo",
+    "DPOConfig": "gspo.trainer.dpo",
     "Algorithm": "gspo.algorithms",
     "register_algorithm": "gspo.algorithms",
     "register_loss": "gspo.losses.policy",
+    "register_pair_loss": "gspo.losses.dpo",
     "register_advantage": "gspo.losses.advantages",
     "Task": "gspo.tasks.base",
     "register_task": "gspo.tasks",
@@ -50,6 +55,8 @@ _EXPORTS = {
 
 __all__ = [
     "Algorithm",
+    "DPOConfig",
+    "DPOTrainer",
     "GSPOConfig",
     "GSPOTrainer",
     "SFTConfig",
@@ -58,6 +65,7 @@ __all__ = [
     "register_advantage",
     "register_algorithm",
     "register_loss",
+    "register_pair_loss",
     "register_reward",
     "register_task",
 ]
@@ -66,10 +74,12 @@ if TYPE_CHECKING:
     from gspo.algorithms import Algorithm, register_algorithm
     from gspo.config.train import GSPOConfig
     from gspo.losses.advantages import register_advantage
+    from gspo.losses.dpo import register_pair_loss
     from gspo.losses.policy import register_loss
     from gspo.rewards.registry import register_reward
     from gspo.tasks import register_task
     from gspo.tasks.base import Task
+    from gspo.trainer.dpo import DPOConfig, DPOTrainer
     from gspo.trainer.sft import SFTConfig, SFTTrainer
     from gspo.trainer.trainer import GSPOTrainer
 

@@ -23,6 +23,15 @@ def test_bad_value_is_reported_before_any_model_loads(capsys):
     assert "group_size" in err and ">= 2" in err
 
 
+def test_missing_critic_path_and_bad_pairs_file_are_reported_before_any_model_loads(capsys, tmp_path):
+    assert main(["train", "--algorithm", "ppo", "--critic-path", str(tmp_path / "nope"), "--model", "/x"]) == 2
+    assert "critic_path: must be an existing model folder" in capsys.readouterr().err
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"prompt": "1+1=", "chosen": "2", "rejected": "3"}\n{"prompt": "2+2=", "chosen": "4"}\n')
+    assert main(["dpo", "--data", str(pairs), "--model", "/nonexistent"]) == 2
+    assert f"{pairs}:2: missing column 'rejected'" in capsys.readouterr().err
+
+
 def test_unknown_task_is_a_clear_error(capsys):
     assert main(["train", "--task", "nope", "--model", "/nonexistent"]) == 2
     assert "unknown task" in capsys.readouterr().err

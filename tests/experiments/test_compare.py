@@ -156,6 +156,25 @@ def test_cli_with_sft_baseline(model_dir, tmp_path, capsys):
     assert rep["settings"]["sft_config"]["batch_size"] == 4 and rep["settings"]["sft_config"]["max_steps"] == 2
 
 
+def test_the_seeds_baselines_in_one_comparison(model_dir, tmp_path):
+    """gspo, grpo, ppo, dpo and sft: matched runs, every one in report.md / report.json."""
+    out = tmp_path / "five"
+    algos = ["gspo", "grpo", "ppo", "dpo", "sft"]
+    rep = run_comparison(_base(model_dir, out, max_steps=2), algos, [0], out, plots=False)
+    assert rep["algorithms_order"] == algos and [r["algorithm"] for r in rep["runs"]] == algos
+    runs = {r["algorithm"]: r for r in rep["runs"]}
+    for algo in ("gspo", "grpo", "ppo", "dpo"):  # the same first rollout: same weights, prompts and sampler seed
+        assert runs[algo]["reward_curve"]["values"][0] == runs["gspo"]["reward_curve"]["values"][0], algo
+        assert runs[algo]["completions"] == runs["gspo"]["completions"] and runs[algo]["eval_after"] is not None
+    assert runs["ppo"]["clip_range"] == [0.2, 0.2] and runs["ppo"]["clip_frac_mean"] is not None
+    assert runs["dpo"]["clip_range"] == [None, None] and runs["dpo"]["clip_frac_mean"] is None  # DPO clips nothing
+    assert (out / "runs" / "ppo-seed0" / "final" / "critic" / "critic.safetensors").is_file()
+    md = (out / "report.md").read_text()
+    for algo in algos:
+        assert f"| {algo} |" in md, algo
+    assert "| ppo | 0.2 / 0.2 |" in md and "| dpo | — |" in md
+
+
 def test_collapse_criterion():
     rising = [0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.9, 0.9]
     assert not collapse_stats(rising, window=3)["collapsed"]
@@ -171,7 +190,7 @@ def test_collapse_criterion():
 def test_argument_parsing_and_errors(capsys):
     assert parse_algos("GSPO, grpo,sft") == ["gspo", "grpo", "sft"]
     assert parse_seeds("3", base_seed=10) == [10, 11, 12] and parse_seeds("4,2") == [4, 2]
-    for bad in ("gspo,nope", "gspo,gspo", ""):
+    for bad in ("gspo,trpo", "gspo,gspo", ""):
         with pytest.raises(ConfigError, match="algos"):
             parse_algos(bad)
     for bad in ("0", "1,1", "x"):
@@ -179,7 +198,7 @@ def test_argument_parsing_and_errors(capsys):
             parse_seeds(bad)
     from gspo.cli.main import main
 
-    assert main(["compare", "--algos", "gspo,nope", "--model", "/nonexistent"]) == 2
+    assert main(["compare", "--algos", "gspo,trpo", "--model", "/nonexistent"]) == 2
     assert "algos" in capsys.readouterr().err
     assert main(["compare", "--group-size", "1", "--model", "/nonexistent"]) == 2
     assert "group_size" in capsys.readouterr().err

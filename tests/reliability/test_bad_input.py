@@ -209,7 +209,7 @@ def test_binary_config_file_is_a_config_error(tmp_path):
         ("max_steps: [1, 2\n", "is not valid YAML"),
         ("- just\n- a list\n", "must hold a mapping of field: value, got list"),
         ("group_size: 1\n", "group_size: must be >= 2"),
-        ("algorithm: ppo\n", "algorithm: must be one of"),
+        ("algorithm: trpo\n", "algorithm: must be one of"),
         ("learning_rate: .nan\n", "learning_rate: must be a finite number"),
         ("max_steps: 1.5\n", "max_steps: must be an integer, got 1.5"),
         ("resume: maybe\n", "resume: must be true or false"),

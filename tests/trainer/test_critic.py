@@ -115,10 +115,20 @@ def test_critic_path_loads_another_model_and_checks_its_vocabulary(tmp_path):
 def test_missing_critic_path_is_refused_before_any_model_loads():
     from gspo.config import GSPOConfig
 
-    with pytest.raises(ConfigError, match="critic_path: must be an existing model folder"):
-        GSPOConfig(algorithm="ppo", critic_path="/no/such/critic").validate()
+    for missing in ("/no/such/critic", "~no-such-user-here/critic", "runs/none\x00"):
+        with pytest.raises(ConfigError, match="critic_path: must be an existing model folder"):
+            GSPOConfig(algorithm="ppo", critic_path=missing).validate()
     with pytest.raises(ConfigError, match="critic_path: applies to algorithms with a critic"):
         GSPOConfig(algorithm="grpo", critic_path="embedded").validate()
+    with pytest.raises(ConfigError, match="critic_path: must name the critic's weights when load_in_4bit"):
+        GSPOConfig(algorithm="ppo", lora_r=8, load_in_4bit=True).validate()
+
+
+def test_gradient_checkpointing_applies_to_the_critic(tmp_path):
+    trainer = _ppo(tmp_path, gradient_checkpointing=True)
+    backbone = trainer.critic.model.backbone
+    assert getattr(backbone, "is_activation_checkpointing", None) or backbone.is_gradient_checkpointing
+    assert math.isfinite(trainer.train_step()["critic/value_loss"])
 
 
 @pytest.mark.parametrize("num_epochs", [1, 2])

@@ -40,7 +40,7 @@ def test_a_dpo_step_pairs_groups_and_logs_margins(tmp_path):
     # one minibatch: the policy is still the reference when it runs, so every margin is exactly 0
     assert m["reward_margin"] == 0.0 and m["reward_accuracy"] == 0.0
     assert m["loss"] == pytest.approx(math.log(2), abs=1e-6)
-    assert m["optimizer_steps"] == 1 and "clip_frac" in m
+    assert m["optimizer_steps"] == 1 and "clip_frac" not in m  # nothing is clipped
     assert any(not torch.equal(v, before[k]) for k, v in model_params(trainer.model).items())
     m = trainer.train_step()
     assert m["reward_accuracy"] > 0 and m["reward_margin"] > 0  # after one step the chosen ones gained
@@ -62,6 +62,21 @@ def test_the_loss_is_dpo_against_the_reference_log_probs(tmp_path, monkeypatch):
     torch.testing.assert_close(c, c_ref)  # the policy is still the reference
     torch.testing.assert_close(r, r_ref)
     assert (c < 0).all() and (r < 0).all()  # sums of log-probs
+
+
+def test_the_reference_scores_only_the_paired_rows(tmp_path, monkeypatch):
+    trainer = _dpo(tmp_path, num_minibatches=1)
+    scored = []
+    real = trainer._logprobs_no_grad
+
+    def spy(model, batch, rows=None):
+        scored.append(None if rows is None else rows.tolist())
+        return real(model, batch, rows)
+
+    monkeypatch.setattr(trainer, "_logprobs_no_grad", spy)
+    m = trainer.train_step()
+    assert scored and len(scored[0]) == 2 * m["pairs"]  # chosen and rejected of each pair, nothing else
+    assert m["reward_margin"] == 0.0 and m["loss"] == pytest.approx(math.log(2), abs=1e-6)
 
 
 def test_no_pairs_no_optimizer_step(tmp_path):

@@ -1,6 +1,6 @@
-"""``gspo compare``: matched runs of GSPO, GSPO-token, GRPO (and SFT) over several seeds, one report.
+"""``gspo compare``: matched runs of the table's algorithms (and SFT) over several seeds, one report.
 
-    gspo compare --algos gspo,grpo,gspo-token --seeds 3 --max-steps 40 --output-dir runs/compare
+    gspo compare --algos gspo,grpo,ppo,dpo,sft --seeds 3 --max-steps 40 --output-dir runs/compare
     gspo compare --algos gspo,grpo,sft --seeds 0,1 --task addition --model embedded --clip-low 0.1
 
 Every ``GSPOConfig`` field is accepted as ``--field value`` (or in ``--config`` YAML) and applies to every
@@ -26,10 +26,10 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "compare",
-        help="compare GSPO, GSPO-token, GRPO and SFT in matched runs over several seeds",
-        description="Train each algorithm on the same data order, seeds and sampling budget (each with its paper "
-        "clip range unless --clip-low/--clip-high are given), then write report.json, report.md and PNG curves "
-        "to --output-dir.",
+        help="compare GSPO, GRPO, PPO, DPO, SFT ... in matched runs over several seeds",
+        description="Train each algorithm on the same data order, seeds and sampling budget (each with its own "
+        "documented defaults, its paper clip range unless --clip-low/--clip-high are given), then write "
+        "report.json, report.md and PNG curves to --output-dir.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(

@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, str] = {
     "prepare-model": "gspo.cli.prepare",
     "compare": "gspo.cli.compare",
     "sft": "gspo.cli.sft",
+    "dpo": "gspo.cli.dpo",
 }
 
 

@@ -18,7 +18,7 @@ def register(subparsers) -> None:
         subparsers,
         "train",
         GSPOConfig,
-        help="train a model with GSPO / GSPO-token / GRPO",
+        help="train a model with GSPO (or GRPO, PPO, online DPO ...: --algorithm)",
         description="Train with GSPO. With no arguments: the embedded default run (a few minutes on CPU).",
     )
     p.add_argument(

@@ -305,6 +305,11 @@ class GSPOConfig(RunConfig):
         if self.critic_path is not None:
             need(_model_source_exists(self.critic_path), "critic_path", "must be an existing model folder")
         need(
+            not (critic and self.load_in_4bit and self.critic_path is None),
+            "critic_path",
+            "must name the critic's weights when load_in_4bit is on (a 4-bit policy is not copied into a critic)",
+        )
+        need(
             self.critic_learning_rate is None or self.critic_learning_rate > 0,
             "critic_learning_rate",
             "must be > 0 or None",
@@ -406,7 +411,10 @@ def _model_source_exists(name: str) -> bool:
 
     if name.strip().lower() in EMBEDDED_NAMES + SMOLLM2_NAMES:
         return True
-    return (Path(name).expanduser() / "config.json").is_file()
+    try:
+        return (Path(name).expanduser() / "config.json").is_file()
+    except (RuntimeError, OSError, ValueError):  # '~nosuchuser/...', a name the OS refuses
+        return False
 
 
 #: Defaults < YAML file < overrides, validated.

@@ -1,4 +1,5 @@
-"""Matched comparison of GSPO, GSPO-token, GRPO (and SFT, the plain fine-tuning baseline).
+"""Matched comparison of the algorithm table's entries (GSPO, GSPO-token, GRPO, PPO with a critic, online
+DPO, the GSPO family ...) and SFT, the plain fine-tuning baseline: ``--algos gspo,grpo,ppo,dpo,sft``.
 
 ``run_comparison(base, algos, seeds, output_dir)`` trains one run per (algorithm, seed), one after the
 other in this process, and writes one report folder::
@@ -13,9 +14,10 @@ other in this process, and writes one report folder::
 **Matched runs.** Every run of one seed starts from the same weights and shares the base config except
 ``algorithm`` (and ``output_dir``): the same prompts in the same order (``PromptOrder(seed)``), the same
 sampling generator seed, the same budget (``max_steps`` × ``prompts_per_step`` × ``group_size``
-completions) and the same evaluation rows. Each algorithm gets its own paper clip range (GSPO and
-GSPO-token 3e-4/4e-4, GRPO 0.2/0.27) unless ``clip_low``/``clip_high`` are set, which then apply to
-all. Runs go seed by seed (all algorithms of seed 0, then seed 1 ...) so slow phases of a shared
+completions) and the same evaluation rows. Each algorithm gets its own documented defaults (the table's:
+GSPO and GSPO-token clip 3e-4/4e-4, GRPO 0.2/0.27, PPO 0.2 with its critic and GAE, DPO β 0.1 on the
+best/worst pair of each group) unless ``clip_low``/``clip_high`` are set, which then apply to all.
+PPO's critic starts from the same weights as the policy; DPO's reference is the starting policy. Runs go seed by seed (all algorithms of seed 0, then seed 1 ...) so slow phases of a shared
 machine are spread over the algorithms rather than landing on one. When ``eval_every`` is 0 it is set
 to ``max(1, max_steps // 8)`` so every run has a held-out accuracy curve.
 
@@ -33,8 +35,9 @@ last ``W`` steps (``W = collapse_window``, default ``max(3, ceil(steps / 10))``)
 
 **Statistics.** ``mean ± std`` are over seeds, std the sample standard deviation (n - 1; 0 for one
 seed). ``clip_frac`` is the trainer's: the fraction of *sequences* clipped for GSPO/GSPO-token (a
-clipped response removes all its tokens from the gradient) and of *tokens* for GRPO, so both read as
-"fraction of tokens clipped" as in the paper's figure; its per-run value is the mean over steps.
+clipped response removes all its tokens from the gradient) and of *tokens* for GRPO and PPO, so both
+read as "fraction of tokens clipped" as in the paper's figure; its per-run value is the mean over
+steps. DPO clips nothing and has none (a dash).
 """
 
 from __future__ import annotations

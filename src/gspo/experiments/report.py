@@ -18,20 +18,30 @@ import math
 from pathlib import Path
 from typing import Any
 
-COLORS = {"gspo": "tab:blue", "gspo-token": "tab:green", "grpo": "tab:orange", "sft": "tab:gray"}
-#: Colours for the other algorithms, in table order (distinct from the four above).
-OTHER_COLORS = ("tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "gold", "navy", "lime", "k")
+COLORS = {
+    "gspo": "tab:blue",
+    "gspo-token": "tab:green",
+    "grpo": "tab:orange",
+    "sft": "tab:gray",
+    "ppo": "tab:red",
+    "dpo": "tab:purple",
+    "dapo": "tab:brown",
+    "dr-grpo": "tab:pink",
+    "cispo": "tab:olive",
+    "gmpo": "tab:cyan",
+    "sapo": "indigo",
+    "rloo": "teal",
+    "reinforce++": "goldenrod",
+}
+#: Colours for algorithms registered later (not named above).
+OTHER_COLORS = ("navy", "lime", "k", "tab:gray")
 
 
 def color_of(algo: str) -> str:
-    """A fixed colour per algorithm: GSPO, GSPO-token, GRPO and SFT keep theirs in every figure."""
+    """A fixed colour per algorithm (named above); one from OTHER_COLORS for any other."""
     if algo in COLORS:
         return COLORS[algo]
-    from gspo.algorithms import ALGORITHMS
-
-    others = [a for a in ALGORITHMS if a not in COLORS]
-    index = others.index(algo) if algo in others else len(others)
-    return OTHER_COLORS[index % len(OTHER_COLORS)]
+    return OTHER_COLORS[sum(map(ord, algo)) % len(OTHER_COLORS)]
 
 
 #: GSPO-token equals GSPO in exact arithmetic: dashed, so that a curve on top of GSPO's stays visible.

@@ -23,7 +23,8 @@ head from the last hidden state to a scalar, V_t read at the position that predi
 (so V = 0 before the first update, and building a critic draws no random numbers). With ``lora_r > 0``
 the copy gets its own LoRA adapters (same rank, α and targets) and only they and the head train: no
 gradients or Adam moments for the backbone's weights (memory: ``docs/algorithms.md``). The head
-computes in float32 (float64 for a float64 backbone).
+computes in float32 (float64 for a float64 backbone). ``gradient_checkpointing`` applies to the critic
+too. A 4-bit (QLoRA) policy is not copied: such a run names the critic's weights (``critic_path``).
 
 Departure from some peers: the critic is never shared with the policy (no shared trunk, as in verl /
 OpenRLHF's separate critic); no critic warm-up phase (the policy updates from the first step).
@@ -112,6 +113,14 @@ def critic_backbone(policy: nn.Module, config, device: torch.device) -> tuple[nn
     return _backbone_of(lm)
 
 
+def _checkpoint_activations(backbone: nn.Module) -> None:
+    """Activation checkpointing on (transformers >= 5.2x's name, else the older one), non-reentrant."""
+    if hasattr(backbone, "activation_checkpointing_enable"):
+        backbone.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    elif hasattr(backbone, "gradient_checkpointing_enable"):
+        backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def _with_lora(backbone: nn.Module, config) -> nn.Module:
     from peft import LoraConfig, get_peft_model
 
@@ -130,6 +139,8 @@ class Critic:
         self.trainer, self.config = trainer, cfg
         backbone, hidden = critic_backbone(trainer.dist.unwrap(trainer.model), cfg, trainer.device)
         backbone.requires_grad_(True)
+        if cfg.gradient_checkpointing:
+            _checkpoint_activations(backbone)
         if cfg.lora_r > 0:
             backbone = _with_lora(backbone, cfg)
         self.model: nn.Module = ValueModel(backbone, hidden).to(trainer.device).train()

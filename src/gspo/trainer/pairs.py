@@ -5,7 +5,7 @@ group, the best response by reward is *chosen* and the worst *rejected* (the fir
 rewards are left out). A group whose rewards are all equal (or with fewer than two scored responses)
 gives no pair. Each pair's completions are scored by the policy (with gradient) and by the reference
 (the trainer's KL reference: the starting policy, i.e. the adapter-disabled model under LoRA, else the
-frozen copy made at start), log-probs summed over each completion's loss-mask tokens, and the
+frozen copy made at start; it scores only the paired rows, 2 of each group's G), log-probs summed over each completion's loss-mask tokens, and the
 algorithm's *pair loss* (``gspo.losses.PAIR_LOSSES``; DPO's sigmoid loss, β from the table or
 ``algorithm_options``) is minimised.
 
@@ -58,12 +58,21 @@ class PairUpdate:
         self.loss_fn = PAIR_LOSSES.get_fn(trainer.algorithm.loss)
         self.hparams = dict(trainer.loss_hparams)
 
+    def _pairs(self, batch) -> tuple[Tensor, Tensor, Tensor]:
+        """This process's groups: ``best_worst_pairs`` of its rows' rewards."""
+        B, rank = batch.size, self.trainer.dist.rank
+        return best_worst_pairs(batch.rewards_B[rank * B : (rank + 1) * B], self.trainer.config.group_size)
+
+    def paired_rows(self, batch) -> Tensor:
+        """This process's rows that belong to a pair (sorted): the only ones the reference has to score."""
+        has_pair_G, chosen_G, rejected_G = self._pairs(batch)
+        rows = torch.cat([chosen_G[has_pair_G], rejected_G[has_pair_G]]).sort().values
+        return rows.to(self.trainer.device)
+
     def update(self, inputs) -> dict[str, Any]:
         tr, cfg = self.trainer, self.trainer.config
         batch = inputs.batch
-        B = batch.size
-        rewards_B = batch.rewards_B[tr.dist.rank * B : (tr.dist.rank + 1) * B]
-        has_pair_G, chosen_G, rejected_G = best_worst_pairs(rewards_B, cfg.group_size)
+        has_pair_G, chosen_G, rejected_G = self._pairs(batch)
         assert inputs.ref_logp_BT is not None, "a pair loss needs the reference's log-probs"
         ref_sum_B = torch.where(batch.loss_mask_BT, inputs.ref_logp_BT, 0.0).sum(-1)
         self._sums: dict[str, Tensor] = {}

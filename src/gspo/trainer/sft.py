@@ -56,8 +56,8 @@ REFERENCE_COLUMNS = ("reference", "solution", "canonical_solution", "answer")
 
 
 @dataclass
-class SFTConfig(RunConfig):
-    """The shared run fields (:class:`gspo.config.run.RunConfig`) plus SFT's own; five defaults differ."""
+class OfflineConfig(RunConfig):
+    """The fields of the offline runs (SFT, offline DPO) on top of the shared run fields; five defaults differ."""
 
     # ----------------------------------------------------------------- defaults that differ from RL
     num_threads: Optional[int] = None
@@ -71,26 +71,19 @@ class SFTConfig(RunConfig):
     output_dir: str = "runs/sft"
     """Where metrics.jsonl, summary.json and the final checkpoint (OUTPUT_DIR/final) go."""
 
-    # ----------------------------------------------------------------- SFT only
+    # ----------------------------------------------------------------- offline runs
     train_limit: Optional[int] = None
-    """Use only the first N rows of the train split (None: all)."""
-    reference_column: Optional[str] = None
-    """Row column holding the target completion. None: the first of reference, solution, canonical_solution, answer present."""
+    """Use only the first N rows of the training data (None: all)."""
     max_completion_tokens: int = 512
-    """Longer references (EOS included) are truncated from the right; a truncated one loses its EOS."""
+    """Longer completions (EOS included) are truncated from the right; a truncated one loses its EOS."""
     batch_size: int = 32
     """Examples per optimizer step."""
     epochs: float = 1.0
-    """Passes over the train rows when max_steps is 0 (fractions allowed)."""
+    """Passes over the training rows when max_steps is 0 (fractions allowed)."""
 
     def validate_own(self) -> None:
         need = self.need
         need(self.train_limit is None or self.train_limit >= 1, "train_limit", "must be >= 1 or None")
-        need(
-            self.reference_column is None or bool(self.reference_column.strip()),
-            "reference_column",
-            "must name a column or be None",
-        )
         need(self.max_completion_tokens >= 1, "max_completion_tokens", "must be >= 1")
         need(self.batch_size >= 1, "batch_size", "must be >= 1")
         need(self.epochs > 0, "epochs", "must be > 0")
@@ -99,6 +92,22 @@ class SFTConfig(RunConfig):
     def total_steps(self, num_rows: int) -> int:
         """Optimizer steps of the run for ``num_rows`` training examples."""
         return self.max_steps or max(1, math.ceil(self.epochs * num_rows / self.batch_size))
+
+
+@dataclass
+class SFTConfig(OfflineConfig):
+    """The offline run fields (:class:`OfflineConfig`, over :class:`gspo.config.run.RunConfig`) plus SFT's own."""
+
+    reference_column: Optional[str] = None
+    """Row column holding the target completion. None: the first of reference, solution, canonical_solution, answer present."""
+
+    def validate_own(self) -> None:
+        super().validate_own()
+        self.need(
+            self.reference_column is None or bool(self.reference_column.strip()),
+            "reference_column",
+            "must name a column or be None",
+        )
 
 
 #: Defaults < YAML file < overrides, validated.
@@ -225,7 +234,14 @@ def completion_loss(
 
 # ---------------------------------------------------------------------------------------- trainer
 class SFTTrainer:
-    """Fine-tune ``model`` on ``(prompt, reference + EOS)`` pairs with AdamW; evaluate on ``eval_rows``."""
+    """Fine-tune ``model`` on ``(prompt, reference + EOS)`` pairs with AdamW; evaluate on ``eval_rows``.
+
+    The run around the steps (evaluation, metrics, the final checkpoint, the summary) is shared with
+    offline DPO (:class:`gspo.trainer.dpo.DPOTrainer`), which overrides ``train_step`` and ``data_summary``.
+    """
+
+    #: The run's kind, in summary.json ("algorithm") and the checkpoint's state.
+    kind = "sft"
 
     def __init__(
         self,
@@ -233,7 +249,7 @@ class SFTTrainer:
         tokenizer,
         task,
         train_rows: Sequence[dict[str, Any]],
-        config: SFTConfig,
+        config: OfflineConfig,
         *,
         eval_rows: Sequence[dict[str, Any]] | None = None,
     ):
@@ -246,8 +262,7 @@ class SFTTrainer:
         self.config = config.validate()
         self.model, self.tokenizer, self.task = model, tokenizer, task
         rows = list(train_rows)[: config.train_limit] if config.train_limit else list(train_rows)
-        self.column = pick_reference_column(rows, config.reference_column)
-        self.examples, self.skipped = build_examples(rows, self.column)
+        self.examples, self.skipped = self.build_examples(rows)
         self.eval_rows = list(eval_rows or [])
         from gspo.models.device import model_device
 
@@ -292,6 +307,25 @@ class SFTTrainer:
         )
         self.model.train()
         return float(result.accuracy)
+
+    def build_examples(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+        """The training examples of ``rows`` and how many rows were skipped (SFT: by the reference column)."""
+        self.column = pick_reference_column(rows, getattr(self.config, "reference_column", None))
+        return build_examples(rows, self.column)
+
+    def data_summary(self) -> dict[str, Any]:
+        """What summary.json says about the training data (and a warning when references fail the scorer)."""
+        ref_acc = self.reference_accuracy()
+        if ref_acc < 1.0:
+            logger.warning(
+                "SFT: only %.0f%% of the %r references score 1.0 with the task's scorer", 100 * ref_acc, self.column
+            )
+        return {
+            "train_examples": len(self.examples),
+            "skipped_rows": self.skipped,
+            "reference_column": self.column,
+            "reference_accuracy": ref_acc,
+        }
 
     def reference_accuracy(self, limit: int = 200) -> float:
         """Fraction of the first ``limit`` references that the task's own scorer accepts."""
@@ -362,14 +396,10 @@ class SFTTrainer:
         (self.output_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
         log = MetricsLogger(self.output_dir, report_to=cfg.report_to, run_config=dataclasses.asdict(cfg))
         start = time.perf_counter()
-        ref_acc = self.reference_accuracy()
-        if ref_acc < 1.0:
-            logger.warning(
-                "SFT: only %.0f%% of the %r references score 1.0 with the task's scorer", 100 * ref_acc, self.column
-            )
+        data = self.data_summary()
         eval_before = self.evaluate()
         losses: list[float] = []
-        bar = Progress(self.max_steps, desc="sft", enabled=cfg.progress)
+        bar = Progress(self.max_steps, desc=self.kind, enabled=cfg.progress)
         try:
             while self.step < self.max_steps:
                 metrics = self.train_step()
@@ -386,7 +416,7 @@ class SFTTrainer:
             log.log(self.step, {"eval/accuracy": eval_after})
         log.close()
         state = {
-            "kind": "sft",
+            "kind": self.kind,
             "step": self.step,
             "eval_before": eval_before,
             "eval_after": eval_after,
@@ -398,14 +428,11 @@ class SFTTrainer:
             "eval_after": eval_after,
             "steps": self.step,
             "examples_seen": self.step * cfg.batch_size,
-            "train_examples": len(self.examples),
-            "skipped_rows": self.skipped,
-            "reference_column": self.column,
-            "reference_accuracy": ref_acc,
+            **data,
             "first_loss": losses[0] if losses else None,
             "final_loss": losses[-1] if losses else None,
             "train_seconds": time.perf_counter() - start,
-            "algorithm": "sft",
+            "algorithm": self.kind,
             "model": cfg.model,
             "task": cfg.task,
             "seed": cfg.seed,

@@ -318,10 +318,11 @@ class GSPOTrainer:
     def _reference_logprobs(self, batch: RolloutBatch) -> Tensor | None:
         if not self.uses_reference:
             return None
+        rows = self.pairs.paired_rows(batch) if self.pairs is not None else None  # a pair loss reads its pairs only
         if self.ref_model is not None:
-            return self._logprobs_no_grad(self.ref_model, batch)
+            return self._logprobs_no_grad(self.ref_model, batch, rows)
         with reference_context(self.model):
-            return self._logprobs_no_grad(self.model, batch)
+            return self._logprobs_no_grad(self.model, batch, rows)
 
     # ------------------------------------------------------------------ update
     def _update(self, inputs: UpdateInputs) -> dict[str, float]:
@@ -445,7 +446,8 @@ class GSPOTrainer:
             "time/update": t3 - t2,
             "time/step": t3 - t0,
         }
-        metrics["clip_frac"] = metrics.get("clip_frac", 0.0)
+        if self.pairs is None:  # a pair loss clips nothing: no clip fraction (a dash in reports)
+            metrics["clip_frac"] = metrics.get("clip_frac", 0.0)
         return metrics
 
     # ------------------------------------------------------------------ evaluation
