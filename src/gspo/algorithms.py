@@ -46,6 +46,8 @@ from typing import Any, Union
 NEEDS = ("old_logp", "reference", "critic", "pairs")
 #: The advantage estimators gspo ships (registered in gspo.losses.advantages; named here torch-free).
 ADVANTAGE_ESTIMATOR_NAMES = ("group", "rloo", "reinforce++", "gae")
+#: Losses that take per-token advantages ``[B, T]`` (the others take one advantage per sequence).
+PER_TOKEN_ADVANTAGE_LOSSES = ("sequence_token", "token", "cispo", "sapo")
 #: Estimators that take per-token rewards (the KL in the reward, ``reward_kl_coef``) without a critic.
 TOKEN_REWARD_ESTIMATORS = ("reinforce++",)
 #: The needs today's trainer can provide.

@@ -195,3 +195,18 @@ def test_reward_kl_coef_is_refused_without_a_token_reward_estimator(tmp_path):
     with pytest.raises(ConfigError, match="reward_kl_coef"):
         trainer_config(tmp_path, algorithm="grpo", reward_kl_coef=0.1).validate()
     trainer_config(tmp_path, algorithm="grpo", advantage="reinforce++", reward_kl_coef=0.1).validate()
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        (dict(algorithm="gspo", advantage="reinforce++", reward_kl_coef=0.1), "reward_kl_coef"),  # sequence loss
+        (dict(algorithm="gmpo", environment="guess", turn_advantages=True), "turn_advantages"),  # sequence loss
+        (dict(algorithm="rloo", environment="guess", turn_advantages=True), "turn_advantages"),  # no per-turn form
+    ],
+)
+def test_per_token_advantages_are_refused_where_the_loss_or_estimator_has_none(tmp_path, overrides, field):
+    from gspo.config import ConfigError
+
+    with pytest.raises(ConfigError, match=field):
+        trainer_config(tmp_path, **overrides).validate()

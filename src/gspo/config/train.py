@@ -20,6 +20,7 @@ from typing import Any, Literal, Optional
 from gspo.algorithms import (
     ADVANTAGE_ESTIMATOR_NAMES,
     ALGORITHMS,
+    PER_TOKEN_ADVANTAGE_LOSSES,
     PROVIDED_NEEDS,
     TOKEN_REWARD_ESTIMATORS,
     get_algorithm,
@@ -155,9 +156,9 @@ class GSPOConfig(RunConfig):
     max_turn_tokens: Optional[int] = None
     """Tokens per model turn at most (None: max_new_tokens)."""
     environment_timeout_s: float = 60.0
-    """Deadline of each environment call (reset, step, reward), in seconds; 0: none. A call past it is a failure (environment_errors)."""
+    """Deadline of each environment call (reset, step, reward), in seconds; 0: none. A call past it is a failure (environment_errors). An environment's own batched step_many gets this times the number of episodes it answers."""
     environment_errors: Literal["raise", "end"] = "raise"
-    """An environment that raises, hangs past environment_timeout_s or returns the wrong type: 'raise' stops the run naming it; 'end' ends those episodes with reward 0, warns and counts them (episodes/env_errors)."""
+    """An environment that raises, hangs past environment_timeout_s or returns the wrong type: 'raise' stops the run naming it; 'end' ends those episodes with final reward 0 (turn rewards already earned are kept), warns and counts them (episodes/env_errors)."""
     turn_advantages: Optional[bool] = None
     """Per-turn advantages (reward-to-go of each turn against the group baseline) when the environment gives per-turn rewards; None: on for losses with per-token advantages (gspo-token, grpo and the token-level family), off for GSPO's sequence loss, which takes one advantage per episode."""
 
@@ -296,6 +297,12 @@ class GSPOConfig(RunConfig):
             f"applies to algorithms with a critic ('ppo') or a token-reward estimator ({list(TOKEN_REWARD_ESTIMATORS)}: "
             f"'--advantage reinforce++'); {self.algorithm!r} uses {self.setting('advantage')!r}",
         )
+        need(
+            critic or self.reward_kl_coef == 0.0 or self.algorithm_spec.loss in PER_TOKEN_ADVANTAGE_LOSSES,
+            "reward_kl_coef",
+            f"the KL in the reward gives per-token advantages, which {self.algorithm!r}'s loss "
+            f"({self.algorithm_spec.loss_name!r}) does not take; use a token-level loss (e.g. reinforce++, grpo)",
+        )
         for name in ("critic_path", "critic_learning_rate"):
             need(
                 critic or getattr(self, name) in (None, 0.0),
@@ -396,9 +403,15 @@ class GSPOConfig(RunConfig):
             return
         need(bool(str(self.environment).strip()), "environment", "must name an environment or be None")
         need(
-            not (self.turn_advantages and self.algorithm_spec.loss == "sequence"),
+            not (self.turn_advantages and self.algorithm_spec.loss not in PER_TOKEN_ADVANTAGE_LOSSES),
             "turn_advantages",
             f"needs a loss with per-token advantages (e.g. gspo-token, grpo); {self.algorithm!r} takes one per episode",
+        )
+        need(
+            not (self.turn_advantages and self.setting("advantage") != "group"),
+            "turn_advantages",
+            f"per-turn advantages are the group estimator's (the turn's reward-to-go against the group mean, "
+            f"over its std); the {self.setting('advantage')!r} estimator has no per-turn form",
         )
 
 

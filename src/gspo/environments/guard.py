@@ -7,8 +7,12 @@ environment raised, hung past the deadline, or returned the wrong type) is ``on_
 
 - ``"raise"`` (default): :class:`EnvironmentError` naming the environment, the method and the cause;
 - ``"end"``: the episodes concerned end at once (``episode.truncated = "error"``, final reward 0,
-  ``episode.error`` says why), a warning is logged, and the failures are counted in the metrics
-  (``episodes/env_errors``); the step goes on with the other episodes.
+  turn rewards already earned kept, ``episode.error`` says why), a warning is logged, and the failures
+  are counted in the metrics (``episodes/env_errors``); the step goes on with the other episodes.
+
+Environments whose ``step_many`` is the base class's are called one episode at a time, so a failure
+concerns one episode; a batched ``step_many`` of the environment's own gets ``timeout_s`` × its number
+of episodes, and if it raises or hangs every episode of that call ends (see :meth:`step_many`).
 
 A call past its deadline cannot be stopped from Python: its thread is abandoned (a daemon thread, so it
 does not keep the process alive) and the environment is not called again for that episode.
@@ -93,32 +97,54 @@ class GuardedEnvironment:
         what = f"environment {self.name!r}: reset"
         try:
             value = call_with_deadline(lambda: self.env.reset(episode), self.timeout_s, what)
-            return checked_messages(self.name, "reset", value)
+            messages = checked_messages(self.name, "reset", value)
+            if not messages:
+                raise EnvironmentError(f"{what} returned no messages: an episode starts from at least one")
+            return messages
         except EnvironmentError as exc:
             self._fail([episode], exc)
             return None
 
     def step_many(self, episodes: Sequence[Episode], replies: Sequence[str]) -> list[Turn | None]:
-        """One checked Turn per episode; None for the episodes that ended on a failure."""
+        """One checked Turn per episode; None for the episodes that ended on a failure.
+
+        An environment whose ``step_many`` is the base class's (one ``step`` after another) is called one
+        episode at a time, each call under its own deadline, so a failure ends only its episode. An
+        environment with its own batched ``step_many`` gets one deadline of ``timeout_s`` × the number
+        of episodes; if that call raises or hangs, every episode of the call ends (it cannot say which
+        one failed), while a wrong-typed element ends only its episode.
+        """
         what = f"environment {self.name!r}: step"
         step_many = getattr(self.env, "step_many", None)
+        if step_many is None or getattr(type(self.env), "step_many", None) is Environment.step_many:
+            return [self._step_one(e, r, what) for e, r in zip(episodes, replies)]
+        deadline = self.timeout_s * max(len(episodes), 1) if self.timeout_s else None
         try:
-            if step_many is not None:
-                value = call_with_deadline(lambda: step_many(list(episodes), list(replies)), self.timeout_s, what)
-            else:
-                value = [self._step_one(e, r, what) for e, r in zip(episodes, replies)]
+            value = call_with_deadline(lambda: step_many(list(episodes), list(replies)), deadline, what)
             if not isinstance(value, (list, tuple)) or len(value) != len(episodes):
                 raise EnvironmentError(
                     f"{what}_many returned {type(value).__name__} of length {len(value) if hasattr(value, '__len__') else '?'}"
                     f" for {len(episodes)} episodes"
                 )
-            return [checked_turn(self.name, v) for v in value]
         except EnvironmentError as exc:
             self._fail(episodes, exc)
             return [None] * len(episodes)
+        return [self._checked(e, v) for e, v in zip(episodes, value)]
 
-    def _step_one(self, episode: Episode, reply: str, what: str) -> Any:
-        return call_with_deadline(lambda: self.env.step(episode, reply), self.timeout_s, what)
+    def _checked(self, episode: Episode, value: Any) -> Turn | None:
+        try:
+            return checked_turn(self.name, value)
+        except EnvironmentError as exc:
+            self._fail([episode], exc)
+            return None
+
+    def _step_one(self, episode: Episode, reply: str, what: str) -> Turn | None:
+        try:
+            value = call_with_deadline(lambda: self.env.step(episode, reply), self.timeout_s, what)
+        except EnvironmentError as exc:
+            self._fail([episode], exc)
+            return None
+        return self._checked(episode, value)
 
     def reward(self, episode: Episode) -> float:
         if episode.truncated == "error":

@@ -155,9 +155,10 @@ def _whitened_returns(
 ) -> Tensor:
     """Returns-to-go (γ = 1) of masked token rewards, whitened over real tokens (unbiased variance)."""
     mask_BT = mask_BT.bool()
-    r_BT = torch.where(mask_BT, torch.nan_to_num(token_rewards_BT, nan=0.0), 0.0)
+    # float64 throughout: returns-to-go and Σx² − n·μ² lose digits in float32 (large returns, small KL)
+    r_BT = torch.where(mask_BT, torch.nan_to_num(token_rewards_BT, nan=0.0), 0.0).double()
     returns_BT = torch.where(mask_BT, r_BT.flip(-1).cumsum(-1).flip(-1), 0.0)
-    sums = torch.stack([returns_BT.sum(), returns_BT.square().sum(), mask_BT.sum().to(returns_BT.dtype)])
+    sums = torch.stack([returns_BT.sum(), returns_BT.square().sum(), mask_BT.sum().double()])
     if reduce_sums is not None:
         sums = reduce_sums(sums)
     total, total_sq, n = sums[0], sums[1], sums[2]
@@ -165,7 +166,8 @@ def _whitened_returns(
     var = ((total_sq - n * mean**2) / (n - 1).clamp(min=1)).clamp(min=0)
     std = var.sqrt()
     ok = mask_BT & (std > 0) & (n > 1)
-    return torch.where(ok, (returns_BT - mean) / torch.where(std > 0, std, 1.0), 0.0)
+    out_dtype = torch.promote_types(token_rewards_BT.dtype, torch.float32)
+    return torch.where(ok, (returns_BT - mean) / torch.where(std > 0, std, 1.0), 0.0).to(out_dtype)
 
 
 def _checked_rewards(rewards: Tensor, group_size: int) -> Tensor:

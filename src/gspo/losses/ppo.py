@@ -144,10 +144,10 @@ def token_rewards(rewards_B: Tensor, mask_BT: Tensor, *, kl_BT: Tensor | None = 
 
 
 def whiten_moments(x_BT: Tensor, mask_BT: Tensor) -> Tensor:
-    """``[3]``: the sum, sum of squares and count of ``x`` over real tokens (add them up across processes)."""
+    """``[3]`` float64: the sum, sum of squares and count of ``x`` over real tokens (add them up across processes)."""
     mask_BT = mask_BT.bool()
-    x0_BT = torch.where(mask_BT, x_BT, 0.0)
-    return torch.stack([x0_BT.sum(), x0_BT.square().sum(), mask_BT.sum().to(x0_BT.dtype)])
+    x0_BT = torch.where(mask_BT, x_BT, 0.0).double()  # float64: Σx² − n·μ² cancels badly in float32
+    return torch.stack([x0_BT.sum(), x0_BT.square().sum(), mask_BT.sum().double()])
 
 
 def whiten(x_BT: Tensor, mask_BT: Tensor, *, moments: Tensor | None = None, eps: float = 1e-8) -> Tensor:
@@ -160,4 +160,5 @@ def whiten(x_BT: Tensor, mask_BT: Tensor, *, moments: Tensor | None = None, eps:
     total, total_sq, n = whiten_moments(x_BT, mask_BT) if moments is None else moments
     mean = total / n.clamp(min=1)
     var = (total_sq - n * mean.square()) / (n - 1).clamp(min=1)
-    return torch.where(mask_BT, (x_BT - mean) * torch.rsqrt(var.clamp(min=0) + eps), 0.0)
+    z_BT = (x_BT.double() - mean) * torch.rsqrt(var.clamp(min=0) + eps)
+    return torch.where(mask_BT, z_BT, 0.0).to(x_BT.dtype)

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from gspo.algorithms import PER_TOKEN_ADVANTAGE_LOSSES
 from gspo.environments.base import Environment
 from gspo.environments.formatting import TurnFormat
 from gspo.environments.guard import GuardedEnvironment
@@ -43,9 +44,6 @@ from gspo.trainer.step_data import RolloutBatch
 from gspo.trainer.trainer import GSPOTrainer
 
 logger = logging.getLogger("gspo")
-
-#: Losses that take per-token advantages (the others take one per sequence).
-PER_TOKEN_ADVANTAGE_LOSSES = ("sequence_token", "token", "cispo", "sapo")
 
 
 @dataclass
@@ -210,8 +208,8 @@ class EpisodeTrainer(GSPOTrainer):
         """``[B]`` per-episode advantages, or ``[B, T]`` per-turn ones (see ``turn_advantages``)."""
         use = self.config.turn_advantages
         has_turn_rewards = any(e.has_turn_rewards for e in played.episodes)
-        if use is None:
-            use = self.per_token_loss
+        if use is None:  # per-turn advantages are the group estimator's (validation refuses the others)
+            use = self.per_token_loss and self.config.setting("advantage") == "group"
         local_adv_B = adv_B[local].to(self.device)
         if not (use and has_turn_rewards):
             return local_adv_B

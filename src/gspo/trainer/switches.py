@@ -125,8 +125,9 @@ def apply_reward_kl(trainer, batch, ref_logp_BT) -> None:
     if cfg.reward_kl_coef <= 0 or getattr(trainer, "critic", None) is not None:
         return
     B, mask_BT = batch.size, batch.loss_mask_BT
-    rewards_B = batch.rewards_B[dist.rank * B : (dist.rank + 1) * B].to(ref_logp_BT.device)
-    kl_BT = torch.where(mask_BT, batch.sampler_logp_BT.to(ref_logp_BT.dtype) - ref_logp_BT, 0.0)
+    # float64 token rewards: a small KL beside a large outcome would lose its digits in float32
+    rewards_B = batch.rewards_B[dist.rank * B : (dist.rank + 1) * B].to(ref_logp_BT.device, torch.float64)
+    kl_BT = torch.where(mask_BT, batch.sampler_logp_BT.double() - ref_logp_BT.double(), 0.0)
     r_BT = token_rewards(rewards_B, mask_BT, kl_BT=kl_BT, kl_coef=cfg.reward_kl_coef)
     batch.adv_B = call_with_declared(
         trainer.advantage_fn,
@@ -135,7 +136,7 @@ def apply_reward_kl(trainer, batch, ref_logp_BT) -> None:
         token_rewards_BT=r_BT,
         mask_BT=mask_BT,
         reduce_sums=dist.all_reduce,
-    )
+    ).to(ref_logp_BT.dtype)
     tokens, rows = mask_BT.sum(), mask_BT.any(-1).sum()
     penalty_B = cfg.reward_kl_coef * kl_BT.sum(-1)
     batch.metrics.update(
