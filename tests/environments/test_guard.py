@@ -81,3 +81,16 @@ def test_a_reset_with_no_messages_is_named():
     episode = Episode(row={}, index=0)
     assert GuardedEnvironment(Empty(), on_error="end").reset(episode) is None
     assert episode.truncated == "error"
+
+
+def test_messages_a_chat_template_refuses_are_the_environment_s_failure():
+    guard = GuardedEnvironment(OneBadStep(), on_error="end")
+    episode = Episode(row={}, index=0)
+
+    def refuse():
+        raise ValueError("Conversation roles must alternate user/assistant")
+
+    assert guard.formatted(episode, refuse) is None and episode.truncated == "error"
+    assert "cannot be formatted for the model (ValueError: Conversation roles must alternate" in episode.error
+    with pytest.raises(EnvironmentError, match="environment 'one-bad': its messages cannot be formatted"):
+        GuardedEnvironment(OneBadStep(), on_error="raise").formatted(Episode(row={}, index=1), refuse)

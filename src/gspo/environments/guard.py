@@ -146,6 +146,19 @@ class GuardedEnvironment:
             return None
         return self._checked(episode, value)
 
+    def formatted(self, episode: Episode, encode: Callable[[], list[int]]) -> list[int] | None:
+        """``encode()`` (the episode's messages through the tokenizer's chat template); a failure there
+        (a template that refuses the messages, say) is this environment's, under ``on_error``: None."""
+        try:
+            return encode()
+        except Exception as exc:  # noqa: BLE001 - template / tokenizer errors on the environment's messages
+            failure = EnvironmentError(
+                f"environment {self.name!r}: its messages cannot be formatted for the model "
+                f"({type(exc).__name__}: {exc})"
+            )
+            self._fail([episode], failure)
+            return None
+
     def reward(self, episode: Episode) -> float:
         if episode.truncated == "error":
             return 0.0

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -92,7 +93,9 @@ def _start(env: GuardedEnvironment, fmt: TurnFormat, rows, group_size: int, max_
             ep = Episode(row=row, index=r * group_size + j)
             messages = env.reset(ep)
             ep.messages = list(messages or [])
-            prompt = fmt.first_ids(ep.messages) if messages else fmt.first_ids([{"role": "user", "content": " "}])
+            prompt = env.formatted(ep, partial(fmt.first_ids, ep.messages)) if messages else None
+            if prompt is None:  # the environment failed (environment_errors=end): a placeholder, never sampled on
+                messages, prompt = None, fmt.first_ids([{"role": "user", "content": " "}])
             if max_prompt_tokens is not None and len(prompt) > max_prompt_tokens:
                 prompt = prompt[-max_prompt_tokens:]
             episodes.append(ep)
@@ -178,7 +181,7 @@ def run_episodes(
             t.ended_eos = ended
         answers = env.step_many([episodes[b] for b in stepping], replies) if stepping else []
         for b, answer in zip(stepping, answers):
-            _apply(tracks[b], episodes[b], answer, fmt, turn, limits)
+            _apply(tracks[b], episodes[b], answer, env, fmt, turn, limits)
     for b, t in enumerate(tracks):
         if t.running:  # still running after max_turns model turns
             episodes[b].truncated, t.running = "turns", False
@@ -187,7 +190,9 @@ def run_episodes(
     return _as_batch(tracks, episodes, pad_token_id, device)
 
 
-def _apply(t: _Track, ep: Episode, answer, fmt: TurnFormat, turn: int, limits: EpisodeLimits) -> None:
+def _apply(
+    t: _Track, ep: Episode, answer, env: GuardedEnvironment, fmt: TurnFormat, turn: int, limits: EpisodeLimits
+) -> None:
     """The environment's answer to one turn: its reward and counts recorded, its tokens appended."""
     if answer is None:  # the environment failed (environment_errors=end): the episode is over
         t.running = False
@@ -202,7 +207,11 @@ def _apply(t: _Track, ep: Episode, answer, fmt: TurnFormat, turn: int, limits: E
     if turn + 1 >= limits.max_turns:
         ep.truncated, t.running = "turns", False  # no model turn follows: its answer is not appended
         return
-    extra = fmt.answer_ids(answer.messages, sampled_eos_id=t.ids[-1] if t.ended_eos else None)
+    eos_id = t.ids[-1] if t.ended_eos else None
+    extra = env.formatted(ep, partial(fmt.answer_ids, answer.messages, sampled_eos_id=eos_id))
+    if extra is None:  # its messages could not be formatted (environment_errors=end): the episode is over
+        t.running = False
+        return
     if len(t.ids) + len(extra) >= limits.max_episode_tokens:
         ep.truncated, t.running = "tokens", False  # no room left for a model turn after it
         return
