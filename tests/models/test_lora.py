@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from gspo.config import GSPOConfig
+from gspo.models.introspect import enable_activation_checkpointing
 from gspo.models.loading import load_model_and_tokenizer
 from gspo.models.lora import apply_lora, load_adapter_model, merge_adapter, reference_context
 from gspo.sampling.scoring import completion_logprobs
@@ -107,7 +108,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         model, _ = tiny_model_and_tokenizer(chat=False)
         model.train()
         if checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            assert enable_activation_checkpointing(model)
         g = torch.Generator().manual_seed(0)
         p = torch.randint(3, 60, (2, 5), generator=g)
         c = torch.randint(3, 60, (2, 4), generator=g)

@@ -90,3 +90,15 @@ def context_length(model: nn.Module) -> int | None:
         if isinstance(value, int) and value > 0:
             return value
     return None
+
+
+def enable_activation_checkpointing(model: nn.Module) -> bool:
+    """Activation (gradient) checkpointing on, non-reentrant, under transformers' current name
+    (``activation_checkpointing_enable``, transformers 5.2x) or the older one; False if the model has neither."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    elif hasattr(model, "gradient_checkpointing_enable"):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        return False
+    return True

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from gspo.losses import gae, token_rewards, value_loss, whiten, whiten_moments
-from gspo.models.introspect import unwrap_model
+from gspo.models.introspect import enable_activation_checkpointing, unwrap_model
 from gspo.models.lora import is_peft_model
 from gspo.sampling.generate import position_ids_from_mask
 from gspo.trainer.optim import build_optimizer, build_scheduler
@@ -113,14 +113,6 @@ def critic_backbone(policy: nn.Module, config, device: torch.device) -> tuple[nn
     return _backbone_of(lm)
 
 
-def _checkpoint_activations(backbone: nn.Module) -> None:
-    """Activation checkpointing on (transformers >= 5.2x's name, else the older one), non-reentrant."""
-    if hasattr(backbone, "activation_checkpointing_enable"):
-        backbone.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    elif hasattr(backbone, "gradient_checkpointing_enable"):
-        backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-
-
 def _with_lora(backbone: nn.Module, config) -> nn.Module:
     from peft import LoraConfig, get_peft_model
 
@@ -140,7 +132,7 @@ class Critic:
         backbone, hidden = critic_backbone(trainer.dist.unwrap(trainer.model), cfg, trainer.device)
         backbone.requires_grad_(True)
         if cfg.gradient_checkpointing:
-            _checkpoint_activations(backbone)
+            enable_activation_checkpointing(backbone)
         if cfg.lora_r > 0:
             backbone = _with_lora(backbone, cfg)
         self.model: nn.Module = ValueModel(backbone, hidden).to(trainer.device).train()

@@ -43,6 +43,7 @@ import torch
 from gspo.config import ConfigError, GSPOConfig
 from gspo.losses import ADVANTAGE_ESTIMATORS, call_with_declared, policy_loss
 from gspo.models.device import model_device
+from gspo.models.introspect import enable_activation_checkpointing
 from gspo.models.lora import is_peft_model, reference_context
 from gspo.sampling import special_token_ids
 from gspo.sampling.scoring import completion_logprobs, sampler_matches_trainer
@@ -150,8 +151,7 @@ class GSPOTrainer:
         self.ref_model = None
         if self.uses_reference and not is_peft_model(model):
             self.ref_model = copy.deepcopy(model).eval().requires_grad_(False)
-        if config.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if config.gradient_checkpointing and enable_activation_checkpointing(model):
             if hasattr(model, "enable_input_require_grads"):
                 model.enable_input_require_grads()
         self.step = 0
