@@ -28,7 +28,6 @@ copy of the weights is kept; TRL's ``precompute_ref_log_probs``). Logged per ste
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -158,7 +157,7 @@ class DPOTrainer(SFTTrainer):
         """One optimizer step on the next ``batch_size`` pairs; returns its metrics."""
         from gspo.losses import dpo_loss
 
-        torch, cfg = self._torch, self.config
+        cfg = self.config
         t0 = time.perf_counter()
         idx = self.order.take(cfg.batch_size)
         n = len(idx)
@@ -174,16 +173,7 @@ class DPOTrainer(SFTTrainer):
             loss_sum += float(loss.detach()) * k
             for key, value in stats.items():
                 sums[key] = sums.get(key, 0.0) + float(value) * k
-        max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
-        skipped = not (torch.isfinite(grad_norm) and math.isfinite(loss_sum))
-        if skipped:
-            logger.warning("dpo step %d: non-finite loss or gradient; optimizer step skipped", self.step + 1)
-        else:
-            self.optimizer.step()
-            self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.step += 1
+        grad_norm, skipped = self._finish_step(loss_sum, "dpo")
         seconds = time.perf_counter() - t0
         return {
             "loss": loss_sum / n,

@@ -333,9 +333,24 @@ class SFTTrainer:
         scores = self.task.score_batch([e["completion"] for e in sample], [e["row"] for e in sample])
         return sum(float(s) >= 1.0 for s in scores) / len(sample)
 
+    def _finish_step(self, loss_sum: float, kind: str) -> tuple[Any, bool]:
+        """Clip the accumulated gradient, step (or skip a non-finite step, with a warning), count the step."""
+        torch, cfg = self._torch, self.config
+        max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+        skipped = not (torch.isfinite(grad_norm) and math.isfinite(loss_sum))
+        if skipped:
+            logger.warning("%s step %d: non-finite loss or gradient; optimizer step skipped", kind, self.step + 1)
+        else:
+            self.optimizer.step()
+            self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return grad_norm, skipped
+
     def train_step(self) -> dict[str, Any]:
         """One optimizer step on the next ``batch_size`` examples; returns its metrics."""
-        torch, cfg = self._torch, self.config
+        cfg = self.config
         t0 = time.perf_counter()
         batch = [self.examples[i] for i in self.order.take(cfg.batch_size)]
         micro = [
@@ -357,16 +372,7 @@ class SFTTrainer:
             nll, _ = _token_nll_sum(self.model, mb, self.device)
             (nll / n_tokens).backward()
             loss_sum += float(nll.detach())
-        max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
-        skipped = not (torch.isfinite(grad_norm) and math.isfinite(loss_sum))
-        if skipped:
-            logger.warning("sft step %d: non-finite loss or gradient; optimizer step skipped", self.step + 1)
-        else:
-            self.optimizer.step()
-            self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.step += 1
+        grad_norm, skipped = self._finish_step(loss_sum, "sft")
         seconds = time.perf_counter() - t0
         return {
             "loss": loss_sum / n_tokens,
