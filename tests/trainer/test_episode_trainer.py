@@ -140,6 +140,14 @@ def test_a_raising_environment_under_end_gives_a_logged_defined_step(tmp_path):
     assert metrics["reward/mean"] == 0 and metrics["episodes/turns_mean"] == 1
 
 
+def test_environment_failures_during_evaluation_are_not_the_next_step_s(tmp_path, caplog):
+    trainer = _trainer(tmp_path, RaisingEnv(), environment_errors="end", eval_limit=4)
+    with caplog.at_level("WARNING", logger="gspo"):
+        assert trainer.evaluate() == 0.0
+    assert "eval: 4 environment failure(s)" in caplog.text
+    assert trainer.train_step()["reward/failures"] == 16  # this step's 16 episodes only
+
+
 class HalfConstantEnv(ScriptedEnv):
     """Rows with an even id always score 0 (their groups teach nothing); odd ones vary."""
 

@@ -239,6 +239,9 @@ class EpisodeTrainer(GSPOTrainer):
                     batch_size=max(self.config.micro_batch_size, 64), seed=self.config.seed,
                     max_prompt_tokens=self.max_prompt_tokens,
                 )  # fmt: skip
+            eval_errors = self.env.take_errors()  # the evaluation's own: not the next training step's failures
+            if eval_errors:
+                logger.warning("eval: %d environment failure(s) ended episodes (environment_errors=end)", eval_errors)
             logger.info("eval: %s", ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items()))
             accuracy += result.solved
         self.model.train()
