@@ -94,3 +94,21 @@ def test_messages_a_chat_template_refuses_are_the_environment_s_failure():
     assert "cannot be formatted for the model (ValueError: Conversation roles must alternate" in episode.error
     with pytest.raises(EnvironmentError, match="environment 'one-bad': its messages cannot be formatted"):
         GuardedEnvironment(OneBadStep(), on_error="raise").formatted(Episode(row={}, index=1), refuse)
+
+
+def test_close_is_called_for_every_episode_even_one_ended_by_a_failure():
+    class Counting(OneBadStep):
+        closed: list[int] = []
+
+        def close(self, episode):
+            self.closed.append(episode.index)
+            if episode.index == 1:
+                raise OSError("already gone")  # logged, never raised
+
+    env = Counting()
+    guard = GuardedEnvironment(env, timeout_s=5, on_error="end")
+    episodes = _episodes(3)
+    guard.step_many(episodes, ["a", "boom", "b"])
+    for e in episodes:
+        guard.close(e)
+    assert env.closed == [0, 1, 2] and episodes[1].truncated == "error"

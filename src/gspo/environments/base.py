@@ -138,6 +138,11 @@ class Environment:
         """Success for evaluation (default: the final reward reaches 1)."""
         return episode.final_reward >= 1.0
 
+    def close(self, episode: Episode) -> None:
+        """Release what the episode holds (a process, a connection): called once when it is over, after
+        ``reward``, also for an episode ended by a failure (default: nothing). ``solved`` (evaluation) is
+        asked afterwards, so it must read the episode, not what ``close`` released."""
+
     def rows(self, split: str, limit: int | None = None) -> list[dict[str, Any]] | None:
         """The environment's own rows, or None to take the configured task's."""
         return None

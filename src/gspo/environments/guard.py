@@ -170,6 +170,16 @@ class GuardedEnvironment:
             self._fail([episode], exc)
             return 0.0
 
+    def close(self, episode: Episode) -> None:
+        """The environment's ``close`` (if any), best effort: a failure there is logged, never raised."""
+        close = getattr(self.env, "close", None)
+        if close is None:
+            return
+        try:
+            call_with_deadline(lambda: close(episode), self.timeout_s, f"environment {self.name!r}: close")
+        except EnvironmentError as exc:
+            logger.warning("%s (ignored: the episode is over)", exc)
+
     def solved(self, episode: Episode) -> bool:
         if episode.truncated == "error":
             return False

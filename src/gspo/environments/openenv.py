@@ -125,10 +125,13 @@ class OpenEnvAdapter(Environment):
                     reward=None if reward is None else float(reward))  # fmt: skip
 
     def reward(self, episode: Episode) -> float:
+        return 0.0
+
+    def close(self, episode: Episode) -> None:
+        """The OpenEnv instance's ``close()``: after the reward, and for an episode ended by a failure."""
         instance = episode.state.pop("env", None)
         if instance is not None and callable(getattr(instance, "close", None)):
             instance.close()
-        return 0.0
 
     def solved(self, episode: Episode) -> bool:
         return episode.total_reward >= self.solved_at

@@ -187,6 +187,7 @@ def run_episodes(
             episodes[b].truncated, t.running = "turns", False
     for ep in episodes:
         ep.final_reward = env.reward(ep) if ep.truncated != "error" else 0.0
+        env.close(ep)
     return _as_batch(tracks, episodes, pad_token_id, device)
 
 
