@@ -32,11 +32,12 @@ options naming the spec; :func:`checked_turn` and friends turn a wrong return ty
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from gspo.plugins import import_dotted
 
 Message = dict[str, Any]
 
@@ -213,23 +214,11 @@ def register_environment(name: str, target: str | Callable[..., Environment]) ->
 
 def import_target(spec: str) -> Any:
     """The object at ``'package.module:Name'`` (or ``package.module.Name``); ValueError naming the spec."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep:
-        module_name, _, attr = spec.rpartition(".")
-    if not module_name or not attr:
-        raise ValueError(
-            f"environment {spec!r}: not a registered name {sorted(ENVIRONMENT_REGISTRY)} nor a 'package.module:Class' path"
-        )
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"environment {spec!r}: cannot import module {module_name!r} ({exc})") from exc
-    target: Any = module
-    for part in attr.split("."):
-        if not hasattr(target, part):
-            raise ValueError(f"environment {spec!r}: module {module_name!r} has no attribute {attr!r}")
-        target = getattr(target, part)
-    return target
+    return import_dotted(
+        spec,
+        "environment",
+        f"environment {spec!r}: not a registered name {sorted(ENVIRONMENT_REGISTRY)} nor a 'package.module:Class' path",
+    )
 
 
 def load_environment(spec: str | Environment, options: dict[str, Any] | None = None) -> Environment:

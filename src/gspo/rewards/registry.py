@@ -23,9 +23,9 @@ reward's sandbox is only imported when it is used. :func:`register_reward` adds 
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
-from typing import Any
+
+from gspo.plugins import import_dotted, split_dotted
 
 RewardFunction = Callable[..., list]
 
@@ -50,22 +50,9 @@ def load_reward(path: str) -> RewardFunction:
     if not isinstance(path, str) or not path.strip():
         raise ValueError(f"reward path must be a non-empty 'module:function' string, got {path!r}")
     path = path.strip()
-    if ":" in path:
-        module_name, _, attr = path.partition(":")
-    else:
-        module_name, _, attr = path.rpartition(".")
-    if not module_name or not attr or ":" in attr:
-        raise ValueError(f"reward path {path!r} must look like 'package.module:function'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"reward {path!r}: cannot import module {module_name!r} ({exc})") from exc
-    target: Any = module
-    for part in attr.split("."):
-        if not hasattr(target, part):
-            raise ValueError(f"reward {path!r}: module {module_name!r} has no attribute {attr!r}")
-        target = getattr(target, part)
+    target = import_dotted(path, "reward", f"reward path {path!r} must look like 'package.module:function'")
     if not callable(target):
+        attr = split_dotted(path)[1]
         raise ValueError(f"reward {path!r}: {attr!r} is a {type(target).__name__}, not a function")
     return target
 
