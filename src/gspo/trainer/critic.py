@@ -40,11 +40,12 @@ from typing import Any, TypeAlias
 import torch
 from torch import nn
 
-from gspo.losses import gae, token_rewards, value_loss, whiten, whiten_moments
+from gspo.losses import gae, value_loss, whiten, whiten_moments
 from gspo.models.introspect import enable_activation_checkpointing, unwrap_model
 from gspo.models.lora import is_peft_model
 from gspo.sampling.generate import position_ids_from_mask
 from gspo.trainer.optim import build_optimizer, build_scheduler
+from gspo.trainer.switches import reward_tokens
 
 logger = logging.getLogger("gspo")
 
@@ -196,12 +197,7 @@ class Critic:
         mask_BT = batch.loss_mask_BT
         old_values_BT = self._all_values(batch)
         B = batch.size
-        rewards_B = batch.rewards_B[dist.rank * B : (dist.rank + 1) * B].to(old_values_BT.device)
-        kl_BT = None
-        if cfg.reward_kl_coef > 0:
-            assert ref_logp_BT is not None
-            kl_BT = batch.sampler_logp_BT.to(ref_logp_BT.dtype) - ref_logp_BT
-        r_BT = token_rewards(rewards_B, mask_BT, kl_BT=kl_BT, kl_coef=cfg.reward_kl_coef).to(old_values_BT.dtype)
+        r_BT = reward_tokens(cfg, dist, batch, ref_logp_BT)[1].to(old_values_BT.dtype)
         adv_BT, returns_BT = gae(r_BT, old_values_BT, mask_BT, gamma=cfg.gae_gamma, lam=cfg.gae_lambda)
         moments = dist.all_reduce(whiten_moments(adv_BT, mask_BT))
         batch.adv_B = whiten(adv_BT, mask_BT, moments=moments)

@@ -114,6 +114,23 @@ def shaping_metrics(config, penalty: Sequence[float], sampled, dist) -> dict[str
     return dist.reduce_metrics(means) if means else {}
 
 
+def reward_tokens(config, dist, batch, ref_logp_BT):
+    """This process's rows: ``(rewards_B, token_rewards_BT, kl_BT)``, all float64.
+
+    The outcome reward sits on each row's last real token; with ``reward_kl_coef`` β > 0 every real token
+    also gets −β·(log μ − log π_ref) (μ the sampler), and ``kl_BT`` is that per-token KL (else None).
+    float64: a small KL beside a large outcome would lose its digits in float32. Used by PPO's critic
+    (through GAE) and by REINFORCE++'s KL in the reward.
+    """
+    B, mask_BT = batch.size, batch.loss_mask_BT
+    rewards_B = batch.rewards_B[dist.rank * B : (dist.rank + 1) * B].to(mask_BT.device, torch.float64)
+    kl_BT = None
+    if config.reward_kl_coef > 0:
+        assert ref_logp_BT is not None
+        kl_BT = torch.where(mask_BT, batch.sampler_logp_BT.double() - ref_logp_BT.double(), 0.0)
+    return rewards_B, token_rewards(rewards_B, mask_BT, kl_BT=kl_BT, kl_coef=config.reward_kl_coef), kl_BT
+
+
 def apply_reward_kl(trainer, batch, ref_logp_BT) -> None:
     """REINFORCE++'s KL in the reward (``reward_kl_coef`` > 0 and no critic): token advantages replace the rollout's.
 
@@ -124,11 +141,9 @@ def apply_reward_kl(trainer, batch, ref_logp_BT) -> None:
     cfg, dist = trainer.config, trainer.dist
     if cfg.reward_kl_coef <= 0 or getattr(trainer, "critic", None) is not None:
         return
-    B, mask_BT = batch.size, batch.loss_mask_BT
-    # float64 token rewards: a small KL beside a large outcome would lose its digits in float32
-    rewards_B = batch.rewards_B[dist.rank * B : (dist.rank + 1) * B].to(ref_logp_BT.device, torch.float64)
-    kl_BT = torch.where(mask_BT, batch.sampler_logp_BT.double() - ref_logp_BT.double(), 0.0)
-    r_BT = token_rewards(rewards_B, mask_BT, kl_BT=kl_BT, kl_coef=cfg.reward_kl_coef)
+    mask_BT = batch.loss_mask_BT
+    rewards_B, r_BT, kl_BT = reward_tokens(cfg, dist, batch, ref_logp_BT)
+    assert kl_BT is not None
     batch.adv_B = call_with_declared(
         trainer.advantage_fn,
         rewards_B,
