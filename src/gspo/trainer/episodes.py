@@ -167,7 +167,7 @@ class EpisodeTrainer(GSPOTrainer):
         """This step's episodes, their returns and advantages (per episode, or per turn), the loss mask."""
         cfg = self.config
         self._seconds = {"sample": 0.0, "reward": 0.0}
-        from gspo.trainer.switches import refresh_sampler_copy, shaping_metrics
+        from gspo.trainer.switches import loss_mask, refresh_sampler_copy, shaping_metrics
 
         refresh_sampler_copy(self.sampler_copy, self.dist.unwrap(self.model))
         got, sampling_metrics = collect_rollout(self)  # one round, or several under dynamic sampling
@@ -185,9 +185,7 @@ class EpisodeTrainer(GSPOTrainer):
             self.advantage_fn, returns_B, cfg.group_size, scale=cfg.setting("advantage_scale"), lengths_B=lengths_B
         )
         adv = self._turn_advantages(adv_B, returns_B, played, local)
-        loss_mask_BT = played.model_mask_BT & sampled.completion_mask_BT.bool()
-        if cfg.overlong_filter:  # episodes cut by a limit leave the loss
-            loss_mask_BT = loss_mask_BT & sampled.finished_B[:, None]
+        loss_mask_BT = loss_mask(cfg, sampled, played.model_mask_BT & sampled.completion_mask_BT.bool())
         return RolloutBatch(
             rows=got.rows,
             sampled=sampled,

@@ -98,6 +98,13 @@ def adapt_clip(trainer, clip_frac: float) -> dict[str, float]:
     return metrics
 
 
+def loss_mask(config, sampled, mask_BT):
+    """The tokens the loss sees: ``mask_BT``, minus the rows cut at a length limit under DAPO's overlong
+    filtering (``overlong_filter``: truncated completions, or episodes, leave the loss)."""
+    mask_BT = mask_BT.bool()
+    return mask_BT & sampled.finished_B[:, None] if config.overlong_filter else mask_BT
+
+
 def shaping_metrics(config, penalty: Sequence[float], sampled, dist) -> dict[str, float]:
     """``overlong/*``: the soft punishment's mean and share of penalised completions; the filter's share.
 

@@ -62,6 +62,7 @@ from gspo.trainer.switches import (
     adapt_clip,
     apply_mismatch_correction,
     apply_reward_kl,
+    loss_mask,
     refresh_sampler_copy,
     sampler_copy,
     scaled_clip,
@@ -219,9 +220,7 @@ class GSPOTrainer:
             scale=cfg.setting("advantage_scale"),
             lengths_B=lengths_B,
         )[local].to(self.device)
-        loss_mask_BT = sampled.completion_mask_BT.bool()
-        if cfg.overlong_filter:  # DAPO's overlong filtering: truncated completions leave the loss
-            loss_mask_BT = loss_mask_BT & sampled.finished_B[:, None]
+        loss_mask_BT = loss_mask(cfg, sampled, sampled.completion_mask_BT)
         metrics.update(shaping_metrics(cfg, got.penalty, sampled, self.dist))
         return RolloutBatch(
             rows=got.rows,
