@@ -10,7 +10,7 @@ reward during training) is ``gspo train --algorithm dpo``. See :mod:`gspo.traine
 
 from __future__ import annotations
 
-from gspo.cli.runner import RunCommand, add_fields, add_run_parser, before_after, run_command
+from gspo.cli.runner import RunCommand, add_fields, add_run_parser, offline_report, run_command
 
 
 def register(subparsers) -> None:
@@ -30,11 +30,4 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from gspo.trainer.dpo import build_dpo_trainer, load_dpo_config
 
-    return run_command(args, RunCommand(load=load_dpo_config, build=build_dpo_trainer, report=_report))
-
-
-def _report(summary: dict, config) -> str:
-    return (
-        f"{before_after(summary)}; loss {summary['first_loss']:.3f} -> {summary['final_loss']:.3f}; "
-        f"model in {config.output_dir}/final"
-    )
+    return run_command(args, RunCommand(load=load_dpo_config, build=build_dpo_trainer, report=offline_report))

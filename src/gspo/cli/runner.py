@@ -75,3 +75,11 @@ def before_after(summary: dict[str, Any]) -> str:
     """``held-out accuracy: before B -> after A (+D)``."""
     before, after = summary["eval_before"], summary["eval_after"]
     return f"held-out accuracy: before {before:.3f} -> after {after:.3f} ({after - before:+.3f})"
+
+
+def offline_report(summary: dict[str, Any], config) -> str:
+    """The last line of an offline run (``gspo sft``, ``gspo dpo``): accuracy, loss, where the model is."""
+    return (
+        f"{before_after(summary)}; loss {summary['first_loss']:.3f} -> {summary['final_loss']:.3f}; "
+        f"model in {config.output_dir}/final"
+    )

@@ -9,7 +9,7 @@ torch or a model is imported. See :mod:`gspo.trainer.sft` for the reference-colu
 
 from __future__ import annotations
 
-from gspo.cli.runner import RunCommand, add_fields, add_run_parser, before_after, run_command
+from gspo.cli.runner import RunCommand, add_fields, add_run_parser, offline_report, run_command
 
 
 def register(subparsers) -> None:
@@ -29,11 +29,4 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from gspo.trainer.sft import build_sft_trainer, load_sft_config
 
-    return run_command(args, RunCommand(load=load_sft_config, build=build_sft_trainer, report=_report))
-
-
-def _report(summary: dict, config) -> str:
-    return (
-        f"{before_after(summary)}; loss {summary['first_loss']:.3f} -> {summary['final_loss']:.3f}; "
-        f"model in {config.output_dir}/final"
-    )
+    return run_command(args, RunCommand(load=load_sft_config, build=build_sft_trainer, report=offline_report))
