@@ -2,12 +2,17 @@
 
     .venv-bench/bin/python benchmarks/bench_vs_trl.py                      # all models, 1 and 2 threads
     .venv-bench/bin/python benchmarks/bench_vs_trl.py --models tiny-151936 --threads 1
+    .venv-bench/bin/python benchmarks/bench_vs_trl.py --setting realistic --models smollm2 --threads 1
 
 Both sides do the same work per optimizer step (the paper's setting, and TRL's documented GSPO one):
 
-- a rollout of ``prompts_per_rollout`` (4) prompts × group size (8) = 32 completions, every completion
-  forced to the full ``--completion-len`` tokens (gspo: an EOS id that can never be sampled, namely
-  ``vocab_size``; TRL: ``generation_kwargs={"min_new_tokens": L}``, which masks EOS);
+- a rollout of ``prompts_per_rollout`` (4) prompts × group size (8) = 32 completions. ``--setting
+  forced`` (the default): every completion forced to the full ``--completion-len`` (16) tokens (gspo: an
+  EOS id that can never be sampled, namely ``vocab_size``; TRL: ``generation_kwargs={"min_new_tokens":
+  L}``, which masks EOS), plain-text prompts. ``--setting realistic``: EOS allowed on both sides, at most
+  ``--completion-len`` (128) tokens, so lengths vary, rows finish early and padding counts; prompts in
+  the chat template where the tokenizer has one (SmolLM2; the tiny models have none), as gspo's
+  ``chat: auto`` does (``benchlib.chat_prompts``: the same prompt ids on both sides);
 - π_old log-probs: TRL recomputes them by a no-grad forward over the rollout (because
   ``steps_per_generation`` (4) > ``gradient_accumulation_steps`` (1)); gspo runs its default,
   ``old_logp_source="auto"``, which here (float32, no dropout: the sampler is the trained model) reuses
@@ -20,8 +25,11 @@ Both sides do the same work per optimizer step (the paper's setting, and TRL's d
 
 One *cycle* is one rollout plus its 4 optimizer steps; ``s/step`` is cycle time / 4 (generation
 included), the median over the measured cycles of all repetitions. Completion tokens/s is
-``8 × L / (s/step)``. Peak RSS is the worker's ``ru_maxrss`` from ``os.wait4``. Each (model, threads)
-pair runs the sides alternately (gspo, TRL, gspo, TRL, ...) in fresh processes.
+``8 × L / (s/step)`` in the forced setting; in the realistic one, where the sides sample different
+completions, it is each cycle's generated completion tokens (EOS included; gspo: the completion mask's
+sum, TRL: ``completions/mean_length`` of the cycle's first step × 32) / the cycle's time, the median
+over the measured cycles. Peak RSS is the worker's ``ru_maxrss`` from ``os.wait4``. Each (model,
+threads) pair runs the sides alternately (gspo, TRL, gspo, TRL, ...) in fresh processes.
 """
 
 from __future__ import annotations
@@ -39,7 +47,13 @@ import benchlib  # noqa: E402
 OPT_STEPS_PER_CYCLE = 4
 PER_STEP = 8  # completions per optimizer step (one minibatch)
 GROUP = 8
+ROLLOUT = PER_STEP * OPT_STEPS_PER_CYCLE  # completions per rollout (32)
 BIG = ("tiny-151936", "smollm2")
+#: ``--setting``: the defaults of ``--completion-len`` and ``--out`` (file name under benchmarks/results/).
+SETTINGS = {
+    "forced": dict(completion_len=16, out="bench_vs_trl.json"),
+    "realistic": dict(completion_len=128, out="bench_vs_trl_realistic.json"),
+}
 
 
 # ============================================================================ workers
@@ -57,6 +71,34 @@ def parse_gspo_config(text: str) -> dict:
     return out
 
 
+def setting_prompts(tok, setting: str) -> list:
+    """The prompts: plain text (forced), chat messages where the tokenizer has a template (realistic)."""
+    return benchlib.chat_prompts(tok) if setting == "realistic" else benchlib.prompts()
+
+
+def gspo_completion_tokens(m: dict) -> int:
+    """Completion tokens of the rollout (EOS included) from ``train_step()``'s metrics.
+
+    ``tokens_per_s`` is the completion mask's sum / ``time/step``, so their product is that sum; it must
+    agree with ``completion/length_mean`` × 32 (both exact: integer sums, divided by a power of 2)."""
+    n = round(m["tokens_per_s"] * m["time/step"])
+    assert n == round(m["completion/length_mean"] * ROLLOUT), (n, m["completion/length_mean"])
+    return n
+
+
+def trl_cycle_lengths(history: list[dict], cycles: range) -> list[float]:
+    """TRL's ``completions/mean_length`` of each cycle's rollout.
+
+    TRL generates the whole rollout (32 completions) in the first step of a cycle and logs the
+    mean over those 32 at that step only (its metrics are cleared at every log, ``logging_steps=1``)."""
+    key = "completions/mean_length"
+    by_step = {h["step"]: h[key] for h in history if isinstance(h.get(key), (int, float)) and "step" in h}
+    steps = [OPT_STEPS_PER_CYCLE * c + 1 for c in cycles]
+    missing = [s for s in steps if s not in by_step]
+    assert not missing, f"no {key} logged at steps {missing}: {sorted(by_step)}"
+    return [float(by_step[s]) for s in steps]
+
+
 def worker_gspo(a) -> None:
     import torch
 
@@ -68,10 +110,9 @@ def worker_gspo(a) -> None:
     torch.manual_seed(0)
     model, tok = benchlib.load(a.model)
     rss_loaded = benchlib.current_rss_mib()
-    rollout = PER_STEP * OPT_STEPS_PER_CYCLE
     cfg = GSPOConfig(
         model=a.model,
-        prompts_per_step=rollout // GROUP,
+        prompts_per_step=ROLLOUT // GROUP,
         group_size=GROUP,
         max_new_tokens=a.completion_len,
         num_minibatches=OPT_STEPS_PER_CYCLE,
@@ -90,11 +131,11 @@ def worker_gspo(a) -> None:
         num_threads=a.threads,
         **parse_gspo_config(a.gspo_config),
     )
-    rows = [{"prompt": p} for p in benchlib.prompts()]
+    rows = [{"prompt": p} for p in setting_prompts(tok, a.setting)]
     trainer = GSPOTrainer(model, tok, [benchlib.vowel_reward], rows, cfg)
-    # Force full-length completions: an EOS id outside the vocabulary can never be sampled.
-    trainer.eos_ids = [int(model.config.vocab_size)]
-    cycles, lengths, parts = [], [], []
+    if a.setting == "forced":  # full-length completions: an EOS id outside the vocabulary can never be sampled
+        trainer.eos_ids = [int(model.config.vocab_size)]
+    cycles, lengths, tokens, parts = [], [], [], []
     for i in range(a.warmup + a.measure):
         t = time.perf_counter()
         m = trainer.train_step()
@@ -103,6 +144,7 @@ def worker_gspo(a) -> None:
         if i >= a.warmup:
             cycles.append(dt)
             lengths.append(m["completion/length_mean"])
+            tokens.append(gspo_completion_tokens(m))
             parts.append({k: m[k] for k in ("time/sample", "time/reward", "time/old_logp", "time/update")})
     _finish(
         Path(a.out),
@@ -110,6 +152,9 @@ def worker_gspo(a) -> None:
             side="gspo",
             cycle_s=cycles,
             completion_len_mean=lengths,
+            completion_tokens=tokens,
+            eos_ids=list(trainer.eos_ids),
+            chat_template=not isinstance(rows[0]["prompt"], str),
             parts=parts,
             threads=torch.get_num_threads(),
             n_params=benchlib.n_params(model),
@@ -156,7 +201,7 @@ def worker_trl(a) -> None:
             gradient_accumulation_steps=1,
             num_iterations=1,
             max_completion_length=L,
-            generation_kwargs={"min_new_tokens": L},
+            generation_kwargs={"min_new_tokens": L} if a.setting == "forced" else None,
             temperature=1.0,
             importance_sampling_level="sequence",
             loss_type="grpo",
@@ -179,7 +224,8 @@ def worker_trl(a) -> None:
             dataloader_num_workers=0,
             seed=0,
         )
-        ds = Dataset.from_list([{"prompt": p} for p in benchlib.prompts()])
+        prompts = setting_prompts(tok, a.setting)
+        ds = Dataset.from_list([{"prompt": p} for p in prompts])
         trainer = GRPOTrainer(
             model=model, reward_funcs=[benchlib.vowel_reward], args=args, train_dataset=ds, processing_class=tok
         )
@@ -187,20 +233,19 @@ def worker_trl(a) -> None:
         trainer.add_callback(timer)
         trainer.train()
         history = trainer.state.log_history
+        eos_ids = list(trainer.eos_token_ids)
     ends = [timer.begin] + [timer.ends[OPT_STEPS_PER_CYCLE * (c + 1)] for c in range(total_cycles)]
     cycles = [ends[c + 1] - ends[c] for c in range(a.warmup, total_cycles)]
-    lengths = [
-        h["completions/mean_length"]
-        for h in history
-        if isinstance(h.get("completions/mean_length"), (int, float))
-        and h["completions/mean_length"] == h["completions/mean_length"]
-    ]
+    lengths = trl_cycle_lengths(history, range(a.warmup, total_cycles))
     _finish(
         Path(a.out),
         dict(
             side="trl",
             cycle_s=cycles,
             completion_len_mean=lengths,
+            completion_tokens=[round(x * ROLLOUT) for x in lengths],
+            eos_ids=eos_ids,
+            chat_template=not isinstance(prompts[0], str),
             log_keys=sorted({k for h in history for k in h}),
             threads=timer.threads,
             n_params=benchlib.n_params(model),
@@ -224,10 +269,27 @@ def worker_trl(a) -> None:
 
 
 # ============================================================================ driver
-def summarize(runs: list[dict], L: int) -> dict:
+def cycle_rates(run: dict) -> list[float]:
+    """Completion tokens/s of each measured cycle of one run: the tokens generated / the cycle's time."""
+    return [n / t for n, t in zip(run["completion_tokens"], run["cycle_s"])]
+
+
+def summarize_realistic(runs: list[dict]) -> dict:
+    """Tokens/s from the tokens each side generated: median per-cycle rate; mean length over all cycles."""
+    tokens = [n for r in runs for n in r["completion_tokens"]]
+    return dict(
+        tokens_per_s=benchlib.median([x for r in runs for x in cycle_rates(r)]),
+        tokens_per_s_per_rep=[benchlib.median(cycle_rates(r)) for r in runs],
+        completion_len_mean=sum(tokens) / (ROLLOUT * len(tokens)),
+        completion_len_mean_per_rep=[sum(r["completion_tokens"]) / (ROLLOUT * len(r["cycle_s"])) for r in runs],
+        completion_tokens_per_cycle=tokens,
+    )
+
+
+def summarize(runs: list[dict], L: int, setting: str = "forced") -> dict:
     cycles = [c for r in runs for c in r["cycle_s"]]
     s_step = benchlib.median(cycles) / OPT_STEPS_PER_CYCLE
-    return dict(
+    out = dict(
         s_per_step=s_step,
         tokens_per_s=PER_STEP * L / s_step,
         peak_rss_mib=max(r["peak_rss_mib_wait4"] for r in runs),
@@ -237,6 +299,9 @@ def summarize(runs: list[dict], L: int) -> dict:
         completion_len_mean=benchlib.median([x for r in runs for x in r["completion_len_mean"]]),
         n_cycles=len(cycles),
     )
+    if setting == "realistic":
+        out.update(summarize_realistic(runs))
+    return out
 
 
 def main(argv=None) -> int:
@@ -252,7 +317,13 @@ def main(argv=None) -> int:
         default=1,
         help="measured cycles per repetition for the slow models (tiny-151936, smollm2)",
     )
-    p.add_argument("--completion-len", type=int, default=16)
+    p.add_argument(
+        "--setting",
+        choices=sorted(SETTINGS),
+        default="forced",
+        help="forced: every completion L tokens (EOS masked); realistic: EOS allowed, lengths vary up to L",
+    )
+    p.add_argument("--completion-len", type=int, help="L (default: 16 forced, 128 realistic)")
     p.add_argument("--lr", type=float, default=1e-5)
     p.add_argument("--sides", default="gspo,trl")
     p.add_argument(
@@ -260,12 +331,18 @@ def main(argv=None) -> int:
         default="",
         help="GSPOConfig overrides for the gspo side, e.g. 'old_logp_source=recompute' (library options)",
     )
-    p.add_argument("--out", default="bench_vs_trl.json", help="file name under benchmarks/results/")
+    p.add_argument(
+        "--out",
+        help="file name under benchmarks/results/ (an absolute path is used as is; default: "
+        "bench_vs_trl.json forced, bench_vs_trl_realistic.json realistic)",
+    )
     p.add_argument("--worker", choices=["gspo", "trl"], help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     p.add_argument("--threads-one", type=int, dest="threads_one", help=argparse.SUPPRESS)
     p.add_argument("--worker-out", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    a.completion_len = a.completion_len or SETTINGS[a.setting]["completion_len"]
+    a.out = a.out or SETTINGS[a.setting]["out"]
 
     if a.worker:
         a.threads, a.out = a.threads_one, a.worker_out
@@ -281,6 +358,7 @@ def main(argv=None) -> int:
         versions=benchlib.versions_subprocess(),
         driver_peak_rss_mib=benchlib.peak_rss_mib(),
         settings=dict(
+            setting=a.setting,
             completion_len=a.completion_len,
             group_size=GROUP,
             completions_per_opt_step=PER_STEP,
@@ -323,6 +401,8 @@ def main(argv=None) -> int:
                             str(measure),
                             "--completion-len",
                             str(a.completion_len),
+                            "--setting",
+                            a.setting,
                             "--lr",
                             str(a.lr),
                         ]
@@ -333,15 +413,10 @@ def main(argv=None) -> int:
                         data["peak_rss_mib_wait4"] = rss
                         data["wall_s"] = time.perf_counter() - t
                         runs[side].append(data)
-                        print(
-                            f"[{m} t={n} rep={rep}] {side:4s}: s/step {benchlib.median(data['cycle_s']) / 4:.4f}  "
-                            f"peak RSS {rss:.0f} MiB  len {benchlib.median(data['completion_len_mean']):.1f}  "
-                            f"threads {data['threads']}  ({data['wall_s']:.0f}s)",
-                            flush=True,
-                        )
+                        print(rep_line(f"[{m} t={n} rep={rep}] {side:4s}", data, rss, a.setting), flush=True)
                 row = dict(model=m, threads=n, n_params=runs[sides[0]][0]["n_params"], runs=runs)
                 for side in sides:
-                    row[side] = summarize(runs[side], a.completion_len)
+                    row[side] = summarize(runs[side], a.completion_len, a.setting)
                 if "gspo" in row and "trl" in row:
                     g, t = row["gspo"], row["trl"]
                     row["ratio"] = dict(
@@ -358,17 +433,32 @@ def main(argv=None) -> int:
     return 0
 
 
+def rep_line(head: str, data: dict, rss: float, setting: str) -> str:
+    """One console line per worker run; the realistic setting adds the tokens generated and tokens/s."""
+    line = (
+        f"{head}: s/step {benchlib.median(data['cycle_s']) / 4:.4f}  "
+        f"peak RSS {rss:.0f} MiB  len {benchlib.median(data['completion_len_mean']):.1f}  "
+        f"threads {data['threads']}  ({data['wall_s']:.0f}s)"
+    )
+    if setting == "realistic":
+        line += f"  tokens/cycle {data['completion_tokens']}  tok/s {benchlib.median(cycle_rates(data)):,.1f}"
+    return line
+
+
 def table(results: dict) -> str:
+    realistic = results["settings"].get("setting") == "realistic"
+    lens = " gspo mean len | TRL mean len |" if realistic else ""
     lines = [
-        "| model (params) | threads | gspo s/step | TRL s/step | gspo tok/s | TRL tok/s | tok/s ratio | gspo peak RSS | TRL peak RSS | RSS ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| model (params) | threads | gspo s/step | TRL s/step |{lens} gspo tok/s | TRL tok/s | tok/s ratio | gspo peak RSS | TRL peak RSS | RSS ratio |",
+        "|---|---|---|---|" + "---|---|" * realistic + "---|---|---|---|---|---|",
     ]
     for r in results["rows"]:
         g, t, q = r.get("gspo"), r.get("trl"), r.get("ratio")
         if not (g and t and q):
             continue
+        lens = f" {g['completion_len_mean']:.1f} | {t['completion_len_mean']:.1f} |" if realistic else ""
         lines.append(
-            f"| {r['model']} ({r['n_params'] / 1e6:.2f}M) | {r['threads']} | {g['s_per_step']:.4f} | {t['s_per_step']:.4f} | "
+            f"| {r['model']} ({r['n_params'] / 1e6:.2f}M) | {r['threads']} | {g['s_per_step']:.4f} | {t['s_per_step']:.4f} |{lens} "
             f"{g['tokens_per_s']:,.0f} | {t['tokens_per_s']:,.0f} | **{q['tokens_per_s']:.2f}x** | "
             f"{g['peak_rss_mib']:,.0f} MiB | {t['peak_rss_mib']:,.0f} MiB | **{q['peak_rss']:.2f}x** |"
         )

@@ -157,11 +157,29 @@ def prompts(n: int = 64) -> list[str]:
     return out
 
 
+def chat_prompts(tokenizer, n: int = 64) -> list:
+    """``prompts(n)`` as one-message chats when the tokenizer has a chat template (gspo's ``chat: auto``),
+    else plain text. gspo renders them with ``apply_chat_template(add_generation_prompt=True)``, TRL
+    (conversational dataset) the same way: the same prompt ids on both sides."""
+    if not getattr(tokenizer, "chat_template", None):
+        return prompts(n)
+    return [[{"role": "user", "content": p}] for p in prompts(n)]
+
+
+def completion_text(c) -> str:
+    """A completion's text: a string (gspo; TRL with plain prompts) or TRL's ``[{"role", "content"}]``."""
+    if isinstance(c, str):
+        return c
+    if isinstance(c, list) and c and isinstance(c[-1], dict):
+        return str(c[-1].get("content", ""))
+    return str(c)
+
+
 def vowel_reward(prompts, completions, **kwargs):
     """A cheap reward with spread (so advantages are non-zero): share of vowels in the completion."""
     out = []
     for c in completions:
-        text = c if isinstance(c, str) else str(c)
+        text = completion_text(c)
         out.append(sum(ch in "aeiouAEIOU" for ch in text) / (1 + len(text)))
     return out
 

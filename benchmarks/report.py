@@ -32,19 +32,76 @@ def fmt_versions(v: dict) -> str:
     )
 
 
+def is_realistic(b: dict) -> bool:
+    """Whether a bench_vs_trl.py result is of ``--setting realistic`` (files before the flag are forced)."""
+    return b["settings"].get("setting", "forced") == "realistic"
+
+
+def setting_text(b: dict) -> str:
+    """The sentence part that says how long the completions are."""
+    s = b["settings"]
+    if not is_realistic(b):
+        return f"Completion length {s['completion_len']} (forced), "
+    return (
+        f"Realistic completions: EOS allowed on both sides, at most {s['completion_len']} tokens, so lengths vary, "
+        "rows finish early and padding counts; prompts in the chat template where the tokenizer has one (SmolLM2; "
+        "plain text for the tiny models); "
+    )
+
+
+def tokens_text(b: dict) -> str:
+    """How tokens/s was counted (realistic only: the sides generate different completions)."""
+    if not is_realistic(b):
+        return ""
+    return (
+        " Tokens/s = the completion tokens each side generated in a cycle (EOS included; gspo: the completion "
+        "mask's sum, TRL: its logged `completions/mean_length` × 32) / the cycle's time, the median over the "
+        "measured cycles; mean len = the mean completion length of each side over all its measured cycles."
+    )
+
+
 def bench_section(b: dict, title: str = "### gspo vs TRL, side by side (`bench_vs_trl.py`)") -> list[str]:
     s = b["settings"]
     out = [
         title,
         "",
         f"Run {b['started']}, {b.get('total_wall_s', 0) / 60:.1f} min; {fmt_versions(b['versions'])}. "
-        f"Completion length {s['completion_len']} (forced), group size {s['group_size']}, "
+        f"{setting_text(b)}group size {s['group_size']}, "
         f"{s['completions_per_opt_step']} completions per optimizer step, {s['opt_steps_per_rollout']} optimizer steps per "
         f"rollout, fp32. Per (model, threads): {s['reps']} repetitions per side, alternating gspo, TRL, gspo, TRL, each "
         f"a fresh process with {s['warmup_cycles']} warm-up rollout cycle and {s['measured_cycles']} measured cycles "
         f"({s.get('measured_cycles_big_models', s['measured_cycles'])} for tiny-151936 and SmolLM2); s/step = median cycle "
-        "time / 4 (generation included). Ratios: gspo / TRL (tokens/s: higher is better; RSS: lower is better).",
+        "time / 4 (generation included). Ratios: gspo / TRL (tokens/s: higher is better; RSS: lower is better)."
+        + tokens_text(b),
         "",
+    ]
+    out += realistic_rows(b) if is_realistic(b) else forced_rows(b)
+    return out + spread_lines(b) + [""]
+
+
+def realistic_rows(b: dict) -> list[str]:
+    """The realistic table: each side's mean completion length next to its s/step and tokens/s; no targets."""
+    out = [
+        "| model (params) | threads | gspo s/step | TRL s/step | gspo mean len | TRL mean len | gspo tok/s | TRL tok/s | "
+        "tok/s ratio | gspo peak RSS | TRL peak RSS | RSS ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in b["rows"]:
+        g, t, q = r.get("gspo"), r.get("trl"), r.get("ratio")
+        if not (g and t and q):
+            continue
+        out.append(
+            f"| {r['model']} ({r['n_params'] / 1e6:.2f}M) | {r['threads']} | {g['s_per_step']:.4f} | {t['s_per_step']:.4f} | "
+            f"{g['completion_len_mean']:.1f} | {t['completion_len_mean']:.1f} | {g['tokens_per_s']:,.0f} | "
+            f"{t['tokens_per_s']:,.0f} | **{q['tokens_per_s']:.2f}x** | {g['peak_rss_mib']:,.0f} MiB | "
+            f"{t['peak_rss_mib']:,.0f} MiB | **{q['peak_rss']:.2f}x** |"
+        )
+    return out
+
+
+def forced_rows(b: dict) -> list[str]:
+    """The forced-length table, with the issue's targets."""
+    out = [
         "| model (params) | threads | gspo s/step | TRL s/step | gspo tok/s | TRL tok/s | tok/s ratio | gspo peak RSS | TRL peak RSS | RSS ratio | target | met? |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -68,17 +125,29 @@ def bench_section(b: dict, title: str = "### gspo vs TRL, side by side (`bench_v
             f"{g['tokens_per_s']:,.0f} | {t['tokens_per_s']:,.0f} | **{q['tokens_per_s']:.2f}x** | {g['peak_rss_mib']:,.0f} MiB | "
             f"{t['peak_rss_mib']:,.0f} MiB | **{q['peak_rss']:.2f}x** | {target} | {met} |"
         )
-    out += ["", "Per repetition (s/step gspo | TRL), to show the spread:", ""]
+    return out
+
+
+def spread_lines(b: dict) -> list[str]:
+    """Per repetition: s/step of each side (realistic: also its mean completion length and tokens/s)."""
+    realistic = is_realistic(b)
+    what = "s/step, mean len, tok/s" if realistic else "s/step"
+    out = ["", f"Per repetition ({what} gspo | TRL), to show the spread:", ""]
     for r in b["rows"]:
-        if r.get("gspo") and r.get("trl"):
+        g, t = r.get("gspo"), r.get("trl")
+        if g and t:
             out.append(
-                f"- {r['model']} @ {r['threads']} thread(s): "
-                + ", ".join(f"{x:.4f}" for x in r["gspo"]["s_per_step_per_rep"])
-                + " | "
-                + ", ".join(f"{x:.4f}" for x in r["trl"]["s_per_step_per_rep"])
-                + f"; RSS after model load gspo {r['gspo']['rss_after_load_mib']:.0f} MiB, TRL {r['trl']['rss_after_load_mib']:.0f} MiB"
+                f"- {r['model']} @ {r['threads']} thread(s): {rep_values(g, realistic)} | {rep_values(t, realistic)}"
+                f"; RSS after model load gspo {g['rss_after_load_mib']:.0f} MiB, TRL {t['rss_after_load_mib']:.0f} MiB"
             )
-    return out + [""]
+    return out
+
+
+def rep_values(side: dict, realistic: bool) -> str:
+    if not realistic:
+        return ", ".join(f"{x:.4f}" for x in side["s_per_step_per_rep"])
+    reps = zip(side["s_per_step_per_rep"], side["completion_len_mean_per_rep"], side["tokens_per_s_per_rep"])
+    return ", ".join(f"{s:.4f} s / {n:.1f} / {v:,.0f}" for s, n, v in reps)
 
 
 def scaling_section(sc: dict) -> list[str]:
@@ -197,6 +266,9 @@ def render() -> str:
             "",
         ]
         out += bench_section(b)
+    rb = load("bench_vs_trl_realistic.json")
+    if rb:
+        out += bench_section(rb, "### gspo vs TRL with realistic completions (`bench_vs_trl_realistic.json`)")
     for f in sorted(RESULTS.glob("bench_vs_trl_options_*.json")):
         ob = json.loads(f.read_text())
         opts = ob["settings"].get("gspo_config")
