@@ -62,15 +62,6 @@ def _finish(out: Path, payload: dict) -> None:
     out.write_text(json.dumps(payload))
 
 
-def parse_gspo_config(text: str) -> dict:
-    """``"old_logp_source=recompute,minibatch_grouping=group"`` -> GSPOConfig overrides (library options)."""
-    out = {}
-    for item in filter(None, (x.strip() for x in (text or "").split(","))):
-        key, _, value = item.partition("=")
-        out[key.strip()] = {"true": True, "false": False}.get(value.strip().lower(), value.strip())
-    return out
-
-
 def setting_prompts(tok, setting: str) -> list:
     """The prompts: plain text (forced), chat messages where the tokenizer has a template (realistic)."""
     return benchlib.chat_prompts(tok) if setting == "realistic" else benchlib.prompts()
@@ -129,7 +120,7 @@ def worker_gspo(a) -> None:
         eval_limit=0,
         seed=0,
         num_threads=a.threads,
-        **parse_gspo_config(a.gspo_config),
+        **benchlib.parse_gspo_config(a.gspo_config),
     )
     rows = [{"prompt": p} for p in setting_prompts(tok, a.setting)]
     trainer = GSPOTrainer(model, tok, [benchlib.vowel_reward], rows, cfg)

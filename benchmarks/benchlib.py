@@ -148,6 +148,15 @@ def n_params(model) -> int:
 
 
 # ----------------------------------------------------------------------------------------- data
+def parse_gspo_config(text: str) -> dict:
+    """``"old_logp_source=recompute,minibatch_grouping=group"`` -> GSPOConfig overrides (library options)."""
+    out = {}
+    for item in filter(None, (x.strip() for x in (text or "").split(","))):
+        key, _, value = item.partition("=")
+        out[key.strip()] = {"true": True, "false": False}.get(value.strip().lower(), value.strip())
+    return out
+
+
 def prompts(n: int = 64) -> list[str]:
     """Deterministic plain-text prompts of slightly different lengths (so left padding occurs)."""
     out = []

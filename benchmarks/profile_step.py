@@ -20,6 +20,7 @@ Writes benchmarks/results/profile_<model>_t<threads>.json (and .txt tables).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import shutil
 import subprocess
@@ -116,7 +117,7 @@ def instrument(trainer) -> None:
     # The embedding's backward (dense [V, H] gradient for a tied head) shows up inside 4.4 only.
 
 
-def build_trainer(model_name: str, completion_len: int, lr: float, threads: int):
+def build_trainer(model_name: str, completion_len: int, lr: float, threads: int, options: str = ""):
     from gspo.trainer import GSPOConfig, GSPOTrainer
 
     model, tok = benchlib.load(model_name)
@@ -141,6 +142,7 @@ def build_trainer(model_name: str, completion_len: int, lr: float, threads: int)
         seed=0,
         num_threads=threads,
     )
+    cfg = dataclasses.replace(cfg, **benchlib.parse_gspo_config(options))
     rows = [{"prompt": p} for p in benchlib.prompts()]
     trainer = GSPOTrainer(model, tok, [benchlib.vowel_reward], rows, cfg)
     trainer.eos_ids = [int(model.config.vocab_size)]  # never sampled: full-length completions
@@ -158,6 +160,7 @@ def main(argv=None) -> int:
     p.add_argument("--torch-profiler", action="store_true")
     p.add_argument("--py-spy", action="store_true", help="record this script under py-spy (flame graph)")
     p.add_argument("--tag", default="")
+    p.add_argument("--gspo-config", default="", help="library options, e.g. 'pack_sequences=false'")
     a = p.parse_args(argv)
     tag = f"{a.model}_t{a.threads}{('_' + a.tag) if a.tag else ''}"
     outdir = benchlib.RESULTS / "profiles"
@@ -192,7 +195,7 @@ def main(argv=None) -> int:
 
     benchlib.set_threads(a.threads)
     torch.manual_seed(0)
-    trainer = build_trainer(a.model, a.completion_len, a.lr, a.threads)
+    trainer = build_trainer(a.model, a.completion_len, a.lr, a.threads, a.gspo_config)
     for _ in range(a.warmup):
         trainer.train_step()
     instrument(trainer)

@@ -37,7 +37,7 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 
-ARCHS = ("llama", "qwen2", "gpt2")
+ARCHS = ("llama", "qwen2", "gpt2", "mistral", "qwen3")
 
 
 def tiny_tokenizer(vocab: Sequence[str] | None = None, *, chat: bool = True, add_bos: bool = False):
@@ -127,6 +127,20 @@ def tiny_model(
             vocab_size=vocab_size, n_embd=hidden, n_layer=layers, n_head=heads, n_positions=max_positions, **ids
         )
         cls = transformers.GPT2LMHeadModel
+    elif arch in ("mistral", "qwen3"):
+        name = {"mistral": "Mistral", "qwen3": "Qwen3"}[arch]
+        config = getattr(transformers, f"{name}Config")(
+            vocab_size=vocab_size,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=max(1, heads // 2),
+            head_dim=hidden // heads,
+            max_position_embeddings=max_positions,
+            **ids,
+        )
+        cls = getattr(transformers, f"{name}ForCausalLM")
     else:
         raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
     with torch.random.fork_rng(devices=[]):

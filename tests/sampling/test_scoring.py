@@ -77,7 +77,9 @@ def test_prompt_sharing_equals_one_forward_per_row(arch, cache_name, monkeypatch
     calls = []
     handle = model.register_forward_pre_hook(lambda *a: calls.append(1))
     try:
-        shared, ent_s = completion_logprobs(model, p_ids, p_mask, c_ids, c_mask, temperature=0.8, with_entropy=True)
+        shared, ent_s = completion_logprobs(
+            model, p_ids, p_mask, c_ids, c_mask, temperature=0.8, with_entropy=True, pack=False
+        )
     finally:
         handle.remove()
     assert not calls  # the shared path runs the backbone directly (twice: prompts, then completions)
@@ -86,7 +88,7 @@ def test_prompt_sharing_equals_one_forward_per_row(arch, cache_name, monkeypatch
         (shared * w * c_mask).sum(), [p for p in model.parameters() if p.requires_grad], allow_unused=True
     )
     plain, ent_p = completion_logprobs(
-        model, p_ids, p_mask, c_ids, c_mask, temperature=0.8, with_entropy=True, share_prompts=False
+        model, p_ids, p_mask, c_ids, c_mask, temperature=0.8, with_entropy=True, share_prompts=False, pack=False
     )
     grads_p = torch.autograd.grad(
         (plain * w * c_mask).sum(), [p for p in model.parameters() if p.requires_grad], allow_unused=True
@@ -108,7 +110,12 @@ def _shares_one_prompt(model, rows: int) -> bool:
     handle = model.register_forward_pre_hook(lambda *a: calls.append(1))
     try:
         completion_logprobs(
-            model, p_ids, torch.ones_like(p_ids), torch.randint(3, 50, (rows, 2)), torch.ones(rows, 2, dtype=torch.long)
+            model,
+            p_ids,
+            torch.ones_like(p_ids),
+            torch.randint(3, 50, (rows, 2)),
+            torch.ones(rows, 2, dtype=torch.long),
+            pack=False,  # the KV-cache sharing path (packing: tests/sampling/test_packing.py)
         )
     finally:
         handle.remove()

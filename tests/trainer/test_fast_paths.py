@@ -2,9 +2,9 @@
 
 Fast paths (see benchmarks/README.md, "Recommended changes"): the sampler's preallocated KV cache,
 prefill-once-per-prompt (``repeats``) and finished-row compaction; prompt sharing in scoring; the
-output layer keeping its softmax for backward; the old-log-prob pass skipping the first minibatch.
+output layer keeping its softmax for backward; the packed scoring forward; the old-log-prob pass skipping the first minibatch.
 The reference turns all of them off: the model's own growing cache, every prompt row prefilled,
-full batches to the end, one full forward per row, recomputed logits in backward, every old
+full batches to the end, one full padded forward per row, recomputed logits in backward, every old
 log-prob recomputed.
 """
 
@@ -21,7 +21,7 @@ from tests.helpers_tiny import tiny_model_and_tokenizer
 from tests.trainer.conftest import count_a_reward, make_rows, trainer_config
 
 
-def _run(tmp_path, straightforward: bool, monkeypatch, arch: str):
+def _run(tmp_path, straightforward: bool, monkeypatch, arch: str, pack: bool = True):
     model, tok = tiny_model_and_tokenizer(arch=arch, chat=False)
     cfg = trainer_config(
         tmp_path,
@@ -29,6 +29,7 @@ def _run(tmp_path, straightforward: bool, monkeypatch, arch: str):
         max_steps=3,
         seed=5,
         share_prompts=not straightforward,
+        pack_sequences=pack and not straightforward,
         old_logp_source="recompute" if straightforward else "auto",
     )
     with monkeypatch.context() as m:
@@ -54,12 +55,13 @@ def _run(tmp_path, straightforward: bool, monkeypatch, arch: str):
     return history, {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+@pytest.mark.parametrize("pack", [True, False], ids=["packed", "kv-shared"])
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
-def test_fast_trainer_equals_straightforward_trainer(tmp_path, monkeypatch, arch):
+def test_fast_trainer_equals_straightforward_trainer(tmp_path, monkeypatch, arch, pack):
     import gspo.sampling.scoring as scoring
 
-    monkeypatch.setattr(scoring, "SHARE_MIN_MACS", 0)  # share even on a tiny model, to test it
-    fast, fast_params = _run(tmp_path / "fast", False, monkeypatch, arch)
+    monkeypatch.setattr(scoring, "SHARE_MIN_MACS", 0)  # share (and pack) even on a tiny model, to test it
+    fast, fast_params = _run(tmp_path / "fast", False, monkeypatch, arch, pack)
     plain, plain_params = _run(tmp_path / "plain", True, monkeypatch, arch)
     for f, p in zip(fast, plain):
         assert f["reward/mean"] == p["reward/mean"]  # the same completions were sampled

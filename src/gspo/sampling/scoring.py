@@ -7,8 +7,12 @@ computes a single position. A forward hook on the backbone captures its final hi
 only the completion positions go through ``chunked_token_logprobs``: no ``[B, T, V]`` float32 logits
 for prompt positions, and none in full for completion positions either.
 
-Two speed-ups on the fast path (both give the same log-probs and gradients up to float rounding;
+Three speed-ups on the fast path (all give the same log-probs and gradients up to float rounding;
 tests compare them with the straightforward forward):
+
+- packing (:mod:`gspo.sampling.packing`, tried first): the micro-batch's real tokens in one row,
+  each distinct prompt once, no padding, one backbone call, for the model families and sizes it
+  supports; otherwise:
 
 - the model's own output layer computes nothing: ``logits_to_keep`` is an empty index tensor
   (transformers >= 4.5x accepts an index tensor), falling back to ``1`` where that is refused;
@@ -36,6 +40,7 @@ from torch import nn
 from gspo.losses import chunked_token_logprobs
 from gspo.models.introspect import accepts_kwarg, cache_argument, cached_on, returned_cache, unwrap_model
 from gspo.sampling.generate import position_ids_from_mask
+from gspo.sampling.packing import packed_hidden
 
 Tensor: TypeAlias = torch.Tensor
 
@@ -119,7 +124,8 @@ def _has_dropout(model: nn.Module) -> bool:
 #: dispatch (measured ~9 ms per micro-batch on a 2-layer, 128-wide model, where it made the step 15 %
 #: slower). It is used only when it saves at least this many multiply-adds: skipped prompt tokens x
 #: the backbone's parameters outside the embedding (SmolLM2-135M: ~1e10 per micro-batch of 8 in the
-#: benchmark; the 2-layer model: ~1e8).
+#: benchmark; the 2-layer model: ~1e8). The packed forward (one call) uses the same bar for the
+#: padding and repeated-prompt tokens it skips, since building its layout and mask costs a little too.
 SHARE_MIN_MACS = 1e9
 
 
@@ -182,11 +188,13 @@ def completion_logprobs(
     with_entropy: bool = False,
     force_plain: bool = False,
     share_prompts: bool = True,
+    pack: bool = True,
 ) -> tuple[Tensor, Tensor | None]:
     """``(logp_BT, entropy_BT)`` of the completion tokens (float32; entropy detached, or None).
 
     ``force_plain`` takes the full-logits path (needed when parameters are sharded: FSDP, ZeRO-3).
-    ``share_prompts=False`` turns prompt sharing off (the straightforward full forward per row).
+    ``share_prompts=False`` turns prompt sharing off (each row runs its own prompt).
+    ``pack=False`` turns the packed forward off (:mod:`gspo.sampling.packing`; padded rows instead).
 
     Prompts are left-padded (as the sampler produces them); positions follow the attention mask, as
     in sampling, so the log-probs equal the sampler's for the same tokens and temperature.
@@ -203,7 +211,17 @@ def completion_logprobs(
     if parts is not None:
         backbone, head = parts
         hidden_BTH = None
-        if share_prompts and _can_share_prompts(model, backbone, prompt_ids_BP.shape[0]):
+        if pack and not hasattr(model, "module"):  # DDP / FSDP wrappers: their forward must run
+            hidden_BTH = packed_hidden(
+                backbone,
+                prompt_ids_BP,
+                prompt_mask_BP,
+                completion_ids_BT,
+                completion_mask_BT,
+                share=share_prompts and not (unwrap_model(model).training and _has_dropout(unwrap_model(model))),
+                min_saved_tokens=SHARE_MIN_MACS / _body_parameters(backbone),
+            )
+        if hidden_BTH is None and share_prompts and _can_share_prompts(model, backbone, prompt_ids_BP.shape[0]):
             hidden_BTH = _shared_prompt_hidden(
                 backbone, prompt_ids_BP, prompt_mask_BP, completion_ids_BT, attention_mask
             )

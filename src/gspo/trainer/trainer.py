@@ -263,6 +263,7 @@ class GSPOTrainer:
             with_entropy=with_entropy,
             force_plain=self.dist.sharded_params,
             share_prompts=self.config.share_prompts,
+            pack=self.config.pack_sequences,
         )
         return logp, ent, batch.loss_mask_BT[idx, :last], last
 
