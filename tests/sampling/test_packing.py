@@ -94,7 +94,8 @@ def test_layout_by_hand():
 
 
 def test_falls_back_when_packing_does_not_apply(monkeypatch):
-    """Too long, unknown family, flash attention, right-padded prompts or too little to skip: None."""
+    """Too long, unknown family, eager attention, a short sliding window, right-padded prompts, left-padded
+    completions or too little to skip: None."""
     model, _ = tiny_model_and_tokenizer(arch="llama", chat=False)
     backbone = model.model
     p_ids, p_mask, c_ids, c_mask = _batch()
@@ -109,6 +110,9 @@ def test_falls_back_when_packing_does_not_apply(monkeypatch):
     assert packed_hidden(backbone, p_ids, p_mask, c_ids, c_mask, share=True) is None
     monkeypatch.undo()
     monkeypatch.setattr(backbone.config, "sliding_window", 4, raising=False)
+    assert packed_hidden(backbone, p_ids, p_mask, c_ids, c_mask, share=True) is None
+    monkeypatch.undo()
+    monkeypatch.setattr(backbone.config, "_attn_implementation", "eager")  # would keep [heads, N, N] scores
     assert packed_hidden(backbone, p_ids, p_mask, c_ids, c_mask, share=True) is None
 
 

@@ -172,7 +172,7 @@ class GSPOConfig(RunConfig):
     share_prompts: bool = True
     """Score rows of a micro-batch that share a prompt by running the prompt once (same result up to float rounding; off: one full forward per row)."""
     pack_sequences: bool = True
-    """Score each micro-batch as one packed sequence of its real tokens: no padding, one backbone call (same result up to float rounding; Llama, Mistral, Qwen2/3 and GPT-2 families with sdpa or eager attention, up to 2,048 tokens; otherwise padded rows)."""
+    """Score each micro-batch as one packed sequence of its real tokens: no padding, one backbone call (same result up to float rounding; Llama, Mistral, Qwen2/3 and GPT-2 families with sdpa attention, up to 2,048 tokens; otherwise padded rows)."""
     adam_beta1: float = 0.9
     """AdamW β1."""
     adam_beta2: float = 0.999

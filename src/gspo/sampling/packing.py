@@ -16,11 +16,13 @@ operand instead of ``B`` padded rows (or the two smaller calls of the KV-cache p
 Limits (each falls back to the padded paths, which stay exact):
 
 - only model families whose positions come from ``position_ids`` and whose attention takes a custom
-  4D mask (``PACKABLE_MODEL_TYPES``, each checked by a test), with the ``sdpa`` or ``eager``
-  attention implementation (flash-attention kernels take no dense mask);
-- at most ``PACK_MAX_TOKENS`` tokens: the mask and the attention scores are dense ``[N, N]``, so the
-  masked-out part grows quadratically (at 2,048 tokens and SmolLM2's width the attention is still
-  well under the linear layers' work);
+  4D mask (``PACKABLE_MODEL_TYPES``, each checked by a test), with the ``sdpa`` attention
+  implementation: its kernels (flash attention on CPU, memory-efficient on CUDA) take the mask
+  without keeping ``[heads, N, N]`` scores for backward, which ``eager`` would (4.5 GB for SmolLM2
+  at 2,048 tokens), and flash-attention-2 takes no dense mask at all;
+- at most ``PACK_MAX_TOKENS`` tokens: the mask is dense ``[N, N]`` and the attention computes the
+  masked-out part too, which grows quadratically (at 2,048 tokens and SmolLM2's width the attention
+  is still well under the linear layers' work);
 - sliding-window models only while every position fits in the window;
 - prompts left-padded and completions right-padded (what the sampler produces).
 
@@ -51,7 +53,7 @@ def packable(backbone: nn.Module) -> bool:
     return (
         config is not None
         and getattr(config, "model_type", None) in PACKABLE_MODEL_TYPES
-        and getattr(config, "_attn_implementation", None) in ("sdpa", "eager")
+        and getattr(config, "_attn_implementation", None) == "sdpa"
     )
 
 
