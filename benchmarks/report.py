@@ -79,6 +79,14 @@ def bench_section(b: dict, title: str = "### gspo vs TRL, side by side (`bench_v
     return out + spread_lines(b) + [""]
 
 
+def measured_rows(b: dict):
+    """``(row, gspo, trl, ratio)`` for each row of a run where both sides were measured."""
+    for r in b["rows"]:
+        g, t, q = r.get("gspo"), r.get("trl"), r.get("ratio")
+        if g and t and q:
+            yield r, g, t, q
+
+
 def realistic_rows(b: dict) -> list[str]:
     """The realistic table: each side's mean completion length next to its s/step and tokens/s; no targets."""
     out = [
@@ -86,10 +94,7 @@ def realistic_rows(b: dict) -> list[str]:
         "tok/s ratio | gspo peak RSS | TRL peak RSS | RSS ratio |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in b["rows"]:
-        g, t, q = r.get("gspo"), r.get("trl"), r.get("ratio")
-        if not (g and t and q):
-            continue
+    for r, g, t, q in measured_rows(b):
         out.append(
             f"| {r['model']} ({r['n_params'] / 1e6:.2f}M) | {r['threads']} | {g['s_per_step']:.4f} | {t['s_per_step']:.4f} | "
             f"{g['completion_len_mean']:.1f} | {t['completion_len_mean']:.1f} | {g['tokens_per_s']:,.0f} | "
@@ -105,10 +110,7 @@ def forced_rows(b: dict) -> list[str]:
         "| model (params) | threads | gspo s/step | TRL s/step | gspo tok/s | TRL tok/s | tok/s ratio | gspo peak RSS | TRL peak RSS | RSS ratio | target | met? |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in b["rows"]:
-        g, t, q = r.get("gspo"), r.get("trl"), r.get("ratio")
-        if not (g and t and q):
-            continue
+    for r, g, t, q in measured_rows(b):
         tgt = TARGETS.get(r["model"], {})
         target, met = "–", "–"
         if tgt:

@@ -96,39 +96,14 @@ def tiny_model(
 
     heads = max(2, hidden // 16)
     ids = dict(pad_token_id=pad_token_id, eos_token_id=eos_token_id, bos_token_id=bos_token_id)
-    if arch == "llama":
-        config = transformers.LlamaConfig(
-            vocab_size=vocab_size,
-            hidden_size=hidden,
-            intermediate_size=2 * hidden,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            num_key_value_heads=max(1, heads // 2),
-            max_position_embeddings=max_positions,
-            tie_word_embeddings=False,
-            **ids,
-        )
-        cls = transformers.LlamaForCausalLM
-    elif arch == "qwen2":
-        config = transformers.Qwen2Config(
-            vocab_size=vocab_size,
-            hidden_size=hidden,
-            intermediate_size=2 * hidden,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            num_key_value_heads=max(1, heads // 2),
-            max_position_embeddings=max_positions,
-            tie_word_embeddings=True,
-            **ids,
-        )
-        cls = transformers.Qwen2ForCausalLM
-    elif arch == "gpt2":
-        config = transformers.GPT2Config(
-            vocab_size=vocab_size, n_embd=hidden, n_layer=layers, n_head=heads, n_positions=max_positions, **ids
-        )
-        cls = transformers.GPT2LMHeadModel
-    elif arch in ("mistral", "qwen3"):
-        name = {"mistral": "Mistral", "qwen3": "Qwen3"}[arch]
+    llama_like = {
+        "llama": ("Llama", False),
+        "qwen2": ("Qwen2", True),
+        "mistral": ("Mistral", False),
+        "qwen3": ("Qwen3", False),
+    }
+    if arch in llama_like:
+        name, tied = llama_like[arch]
         config = getattr(transformers, f"{name}Config")(
             vocab_size=vocab_size,
             hidden_size=hidden,
@@ -138,9 +113,15 @@ def tiny_model(
             num_key_value_heads=max(1, heads // 2),
             head_dim=hidden // heads,
             max_position_embeddings=max_positions,
+            tie_word_embeddings=tied,
             **ids,
         )
         cls = getattr(transformers, f"{name}ForCausalLM")
+    elif arch == "gpt2":
+        config = transformers.GPT2Config(
+            vocab_size=vocab_size, n_embd=hidden, n_layer=layers, n_head=heads, n_positions=max_positions, **ids
+        )
+        cls = transformers.GPT2LMHeadModel
     else:
         raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
     with torch.random.fork_rng(devices=[]):
