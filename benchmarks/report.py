@@ -208,11 +208,13 @@ def roofline_section(rf: dict) -> list[str]:
 def profile_section() -> list[str]:
     out = ["### Where gspo's step goes (`profile_step.py`, phase timers; per rollout cycle = 4 optimizer steps)", ""]
     files = sorted((RESULTS / "profiles").glob("profile_*.json")) if (RESULTS / "profiles").is_dir() else []
-    profs = [json.loads(f.read_text()) for f in files if "pyspy" not in f.name]
+    files = [f for f in files if "pyspy" not in f.name]
+    profs = [json.loads(f.read_text()) for f in files]
     if not profs:
         return []
     keys = sorted({k for p in profs for k in p["per_cycle_s"]} | {k for p in profs for k in p["derived"]})
-    head = "| phase | " + " | ".join(f"{p['model']} t={p['threads']}" for p in profs) + " |"
+    names = [f.stem.removeprefix("profile_").replace("_t", " t=", 1).replace("_", " ") for f in files]
+    head = "| phase | " + " | ".join(names) + " |"
     out += [head, "|---|" + "---|" * len(profs)]
     for k in keys:
         cells = []
