@@ -72,24 +72,30 @@ def instrument(trainer) -> None:
 
     import gspo.losses.logprobs as lp
     import gspo.sampling.generate as gen
+    import gspo.trainer.rollout as ro
     import gspo.trainer.trainer as tr
 
     model = trainer.model
-    wrap(tr, "sample", "1 sample (total)")
+    wrap(ro, "sample", "1 sample (total)")
     wrap(gen, "_choose", "1.2 sample: choose token (softmax + draw)")
-    wrap(tr, "decode_completions", "2 decode + reward")
+    wrap(ro, "decode_completions", "2 decode + reward")
     wrap(trainer.rewards.__class__, "__call__", "2 decode + reward")
     wrap(trainer, "_logprobs_no_grad", "3 old log-probs (total, no grad)")
     wrap(trainer, "_update", "4 update (total)")
 
     def fwd_name():
+        return "1.1 sample: model forward (incl. lm_head)" if in_phase("1 ") else "x model forward (padded scoring)"
+
+    def backbone_name():
         if in_phase("1 "):
-            return "1.1 sample: model forward (incl. lm_head)"
+            return "x backbone in sampling (part of 1.1)"
         if in_phase("3 "):
             return "3.1 old-logp: backbone forward"
         return "4.1 update: backbone forward"
 
     wrap(model, "forward", fwd_name)
+    backbone = getattr(model, model.base_model_prefix)
+    wrap(backbone, "forward", backbone_name)  # the packed and prompt-sharing paths call it directly
     head = model.get_output_embeddings()
 
     def head_name():
