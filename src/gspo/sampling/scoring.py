@@ -10,10 +10,9 @@ for prompt positions, and none in full for completion positions either.
 Three speed-ups on the fast path (all give the same log-probs and gradients up to float rounding;
 tests compare them with the straightforward forward):
 
-- packing (:mod:`gspo.sampling.packing`, tried first): the micro-batch's real tokens in one row,
-  each distinct prompt once, no padding, one backbone call, for the model families and sizes it
-  supports; otherwise:
-
+- packing (:mod:`gspo.sampling.packing`, tried first; the two below serve where it does not
+  apply): the micro-batch's real tokens in one row, each distinct prompt once, no padding, one
+  backbone call, for the model families and sizes it supports;
 - the model's own output layer computes nothing: ``logits_to_keep`` is an empty index tensor
   (transformers >= 4.5x accepts an index tensor), falling back to ``1`` where that is refused;
 - prompt sharing: rows of a micro-batch that share a prompt (a group: the sampler repeats every
