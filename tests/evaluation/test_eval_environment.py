@@ -2,14 +2,7 @@
 
 import json
 
-import pytest
-
-from tests.helpers_cli import run_gspo, save_tiny_model
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("tiny"), chat=True)
+from tests.helpers_cli import run_gspo
 
 
 def test_eval_on_the_guessing_game_and_the_python_tool_with_a_task(tiny_dir, tmp_path):

@@ -22,11 +22,6 @@ def test_recipe_validates(recipe, capsys):
     assert "seed: 3" in out and "model: smollm2" in out
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("tiny"), chat=True)
-
-
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
 def test_recipe_settings_train_two_steps(recipe, tiny_dir, tmp_path, monkeypatch):
     import json

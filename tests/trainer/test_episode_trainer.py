@@ -12,7 +12,7 @@ from gspo.algorithms import ALGORITHMS
 from gspo.trainer.checkpoint import latest_checkpoint
 from gspo.trainer.episodes import EpisodeTrainer
 from tests.environments.scripted import RaisingEnv, ScriptedEnv, rows
-from tests.helpers_cli import run_gspo, save_tiny_model
+from tests.helpers_cli import run_gspo
 from tests.helpers_tiny import tiny_model_and_tokenizer
 from tests.trainer.conftest import model_params, trainer_config
 
@@ -80,11 +80,6 @@ def test_resume_in_the_middle_of_a_multi_turn_run_equals_an_uninterrupted_run(tm
     assert trainer_c.train()["steps"] == 4
     a, c = model_params(trainer_a.model), model_params(trainer_c.model)
     assert all(torch.allclose(a[k], c[k], atol=1e-6) for k in a)
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("tiny"), chat=True)
 
 
 def test_gspo_train_with_the_guessing_game_from_the_command_line(tiny_dir, tmp_path):
