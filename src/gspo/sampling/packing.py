@@ -65,7 +65,7 @@ def _is_right_padded(mask_BT: Tensor) -> bool:
     return bool((mask_BT[:, 1:] <= mask_BT[:, :-1]).all())
 
 
-def _distinct_prompts(prompt_ids_BP: Tensor, prompt_mask_BP: Tensor, share: bool):
+def distinct_prompts(prompt_ids_BP: Tensor, prompt_mask_BP: Tensor, share: bool):
     """``(ids_UP, mask_UP, inverse_B)``: the distinct prompts (all rows when ``share`` is off)."""
     if not share:
         return prompt_ids_BP, prompt_mask_BP, torch.arange(prompt_ids_BP.shape[0], device=prompt_ids_BP.device)
@@ -130,7 +130,7 @@ def packed_hidden(
     """
     if not packable(backbone) or not _is_left_padded(prompt_mask_BP) or not _is_right_padded(completion_mask_BT):
         return None
-    ids_UP, mask_UP, inverse_B = _distinct_prompts(prompt_ids_BP, prompt_mask_BP, share)
+    ids_UP, mask_UP, inverse_B = distinct_prompts(prompt_ids_BP, prompt_mask_BP, share)
     keep_UP, keep_BT = mask_UP.bool(), completion_mask_BT.bool()
     ids_N = torch.cat([ids_UP[keep_UP], completion_ids_BT[keep_BT]])
     n_tokens = ids_N.numel()

@@ -39,7 +39,7 @@ from torch import nn
 from gspo.losses import chunked_token_logprobs
 from gspo.models.introspect import accepts_kwarg, cache_argument, cached_on, returned_cache, unwrap_model
 from gspo.sampling.generate import position_ids_from_mask
-from gspo.sampling.packing import packed_hidden
+from gspo.sampling.packing import distinct_prompts, packed_hidden
 
 Tensor: TypeAlias = torch.Tensor
 
@@ -86,9 +86,14 @@ def _can_share_prompts(model: nn.Module, backbone: nn.Module, rows: int) -> bool
         checkpointing = getattr(inner, "is_gradient_checkpointing", False)
     if torch.is_grad_enabled() and checkpointing and inner.training:
         return False
-    if inner.training and _has_dropout(inner):  # rows would share the prompt's dropout masks
+    if _dropout_in_training(inner):  # rows would share the prompt's dropout masks
         return False
     return cache_argument(backbone) is not None
+
+
+def _dropout_in_training(model: nn.Module) -> bool:
+    """Whether ``model`` (unwrapped) runs dropout now: then rows must not share a prompt's computation."""
+    return model.training and _has_dropout(model)
 
 
 def sampler_matches_trainer(model: nn.Module) -> bool:
@@ -149,12 +154,10 @@ def _shared_prompt_hidden(backbone, prompt_ids_BP, prompt_mask_BP, completion_id
     body = _body_parameters(backbone)
     if (B - 1) * P * body < SHARE_MIN_MACS:
         return None  # even a single shared prompt would save too little: skip the de-duplication too
-    key_BK = torch.cat([prompt_ids_BP, prompt_mask_BP.long()], dim=1)
-    unique_UK, inverse_B = torch.unique(key_BK, dim=0, return_inverse=True)
-    saved_tokens = (B - unique_UK.shape[0]) * P
+    ids_UP, mask_UP, inverse_B = distinct_prompts(prompt_ids_BP, prompt_mask_BP, share=True)
+    saved_tokens = (B - ids_UP.shape[0]) * P
     if saved_tokens == 0 or saved_tokens * body < SHARE_MIN_MACS:
         return None  # nothing (or too little) to share: a second backbone call would cost more
-    ids_UP, mask_UP = unique_UK[:, :P], unique_UK[:, P:]
     cache_arg = cache_argument(backbone)
     out_p = backbone(
         input_ids=ids_UP, attention_mask=mask_UP, position_ids=position_ids_from_mask(mask_UP), use_cache=True
@@ -217,7 +220,7 @@ def completion_logprobs(
                 prompt_mask_BP,
                 completion_ids_BT,
                 completion_mask_BT,
-                share=share_prompts and not (unwrap_model(model).training and _has_dropout(unwrap_model(model))),
+                share=share_prompts and not _dropout_in_training(unwrap_model(model)),
                 min_saved_tokens=SHARE_MIN_MACS / _body_parameters(backbone),
             )
         if hidden_BTH is None and share_prompts and _can_share_prompts(model, backbone, prompt_ids_BP.shape[0]):
