@@ -137,10 +137,10 @@ def packed_hidden(
     padded_tokens = prompt_ids_BP.numel() + completion_ids_BT.numel()
     if n_tokens > PACK_MAX_TOKENS or padded_tokens - n_tokens < min_saved_tokens:
         return None
-    positions_N, allowed_NN, gather_BT = pack_layout(mask_UP, completion_mask_BT, inverse_B)
     window = getattr(backbone.config, "sliding_window", None)
-    if window and int(positions_N.max()) >= window:
-        return None
+    if window and int((keep_UP.sum(1)[inverse_B] + keep_BT.sum(1)).max()) > window:
+        return None  # the longest row's last position is its length - 1: decided before building the layout
+    positions_N, allowed_NN, gather_BT = pack_layout(mask_UP, completion_mask_BT, inverse_B)
     dtype = backbone.get_input_embeddings().weight.dtype
     mask_11NN = torch.zeros(allowed_NN.shape, dtype=dtype, device=ids_N.device)
     mask_11NN = mask_11NN.masked_fill_(~allowed_NN, torch.finfo(dtype).min)[None, None]
